@@ -1,0 +1,245 @@
+"""The backend interface: the only code in fastnn that touches an array library.
+
+Notation follows the lecture. For one sample the lecture writes a dense layer as
+``z = W h + b`` and ``h' = sigma(z)`` with ``W`` of shape (out, in). fastnn stores a
+mini-batch as rows, one sample per row, so the same layer reads ``Z = X @ W.T + b``
+with ``X`` of shape (n, in), ``W`` of shape (out, in), ``b`` of shape (out,) and
+``Z`` of shape (n, out). Backpropagation, with ``dZ = dL/dZ``:
+
+    dW = dZ.T @ X      (the lecture's dz h^T, summed over the batch)
+    db = sum_rows(dZ)
+    dX = dZ @ W        (the lecture's dh = W^T dz: it needs W, not dW)
+
+Every method is written once here against ``self.xp``; a backend overrides only what
+it makes faster and must keep the signatures (a test checks that).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class Backend:
+    """Array math for layers, losses and optimizers, written against ``self.xp``.
+
+    Attributes
+    ----------
+    name : str
+        The registry name (``"numpy"``, ...).
+    xp : module
+        The array module (``numpy`` or a NumPy-compatible one).
+    """
+
+    name = "base"
+    xp: Any = None
+
+    def __repr__(self) -> str:
+        return f"<fastnn backend {self.name!r}>"
+
+    # -- conversion ---------------------------------------------------------------
+
+    def asarray(self, a: Any, dtype: Any = None) -> Any:
+        """Array ``a`` on this backend with ``dtype`` (no copy when already so)."""
+        return self.xp.asarray(a, dtype=dtype)
+
+    def to_numpy(self, a: Any) -> Any:
+        """Host NumPy copy or view of a backend array."""
+        return a
+
+    def zeros(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        """New array of zeros."""
+        return self.xp.zeros(shape, dtype=dtype)
+
+    def copy(self, a: Any) -> Any:
+        """New array equal to ``a``."""
+        return self.xp.array(a, copy=True)
+
+    def take_rows(self, X: Any, idx: Any) -> Any:
+        """``X[idx]``: the rows of ``X`` listed by the integer array ``idx``."""
+        return X[idx]
+
+    def all_finite(self, arrays: list[Any]) -> bool:
+        """True when no element of any array is NaN or infinite."""
+        xp = self.xp
+        return all(bool(xp.isfinite(a).all()) for a in arrays)
+
+    # -- dense layer: affine map --------------------------------------------------
+
+    def affine(self, X: Any, W: Any, b: Any) -> Any:
+        """``Z = X @ W.T + b``: (n, in), (out, in), (out,) -> (n, out)."""
+        Z = X @ W.T
+        Z += b
+        return Z
+
+    def affine_backward(self, dZ: Any, X: Any, W: Any, need_dX: bool = True) -> tuple:
+        """``dX = dZ @ W`` (None unless ``need_dX``), ``dW = dZ.T @ X``, ``db = sum_rows(dZ)``."""
+        dX = dZ @ W if need_dX else None
+        return dX, dZ.T @ X, dZ.sum(axis=0)
+
+    def dense_forward(self, X: Any, W: Any, b: Any, activation: str) -> Any:
+        """``H = act(X @ W.T + b)``; a backend may fuse the bias add and activation."""
+        return getattr(self, activation)(self.affine(X, W, b))
+
+    def dense_backward(
+        self, dH: Any, X: Any, W: Any, H: Any, activation: str, need_dX: bool = True
+    ) -> tuple:
+        """``dZ = backprop_act(dH, H)``, then :meth:`affine_backward`: ``(dX, dW, db)``."""
+        dZ = getattr(self, "backprop_" + activation)(dH, H)
+        return self.affine_backward(dZ, X, W, need_dX)
+
+    # -- activations, each with its derivative in terms of the output H ----------
+
+    def identity(self, Z: Any) -> Any:
+        """``H = Z``."""
+        return Z
+
+    def backprop_identity(self, dH: Any, H: Any) -> Any:
+        """``dZ = dH``."""
+        return dH
+
+    def sigmoid(self, Z: Any) -> Any:
+        """``H = 1 / (1 + exp(-Z))``, via ``exp(-|Z|)`` so no ``exp`` overflows."""
+        xp = self.xp
+        e = xp.exp(-xp.abs(Z))
+        return xp.where(Z >= 0, 1 / (1 + e), e / (1 + e))
+
+    def backprop_sigmoid(self, dH: Any, H: Any) -> Any:
+        """``dZ = dH * H * (1 - H)``: sigma'(z) from the output, no second ``exp``."""
+        return dH * H * (1 - H)
+
+    def tanh(self, Z: Any) -> Any:
+        """``H = tanh(Z)``."""
+        return self.xp.tanh(Z)
+
+    def backprop_tanh(self, dH: Any, H: Any) -> Any:
+        """``dZ = dH * (1 - H**2)``."""
+        return dH * (1 - H * H)
+
+    def relu(self, Z: Any) -> Any:
+        """``H = max(Z, 0)``."""
+        return self.xp.maximum(Z, 0)
+
+    def backprop_relu(self, dH: Any, H: Any) -> Any:
+        """``dZ = dH * (H > 0)`` (the subgradient at 0 is taken as 0)."""
+        return dH * (H > 0)
+
+    def softmax(self, Z: Any) -> Any:
+        """``H[i] = exp(Z[i] - max Z[i]) / sum_j exp(Z[i, j] - max Z[i])`` per row."""
+        xp = self.xp
+        E = xp.exp(Z - Z.max(axis=1, keepdims=True))
+        E /= E.sum(axis=1, keepdims=True)
+        return E
+
+    def backprop_softmax(self, dH: Any, H: Any) -> Any:
+        """``dZ = H * (dH - sum_j dH * H)`` per row (the softmax Jacobian product)."""
+        return H * (dH - (dH * H).sum(axis=1, keepdims=True))
+
+    # -- fused loss and gradient ---------------------------------------------------
+
+    def mse(self, H: Any, T: Any) -> tuple:
+        """``L = mean((H - T)**2)`` over all elements, ``dH = 2 (H - T) / H.size``."""
+        D = H - T
+        loss = (D * D).mean()
+        D *= 2 / D.size
+        return loss, D
+
+    def softmax_cross_entropy(self, Z: Any, T: Any) -> tuple:
+        """From logits: ``L = mean_i(logsumexp(Z[i]) - sum_j T[i,j] Z[i,j])``, ``dZ = (P - T)/n``.
+
+        ``T`` is either integer class ids of shape (n,) or targets of shape (n, k)
+        (one-hot or probabilities).
+        """
+        xp = self.xp
+        n = Z.shape[0]
+        S = Z - Z.max(axis=1, keepdims=True)
+        logsum = xp.log(xp.exp(S).sum(axis=1, keepdims=True))
+        log_p = S - logsum
+        P = xp.exp(log_p)
+        if T.ndim == 1:
+            rows = xp.arange(n)
+            loss = -log_p[rows, T].mean()
+            P[rows, T] -= 1
+        else:
+            loss = -(T * log_p).sum() / n
+            P -= T
+        P /= n
+        return loss, P
+
+    def sigmoid_binary_cross_entropy(self, Z: Any, T: Any) -> tuple:
+        """From logits: ``L = mean(max(Z,0) - Z T + log(1 + exp(-|Z|)))``, ``dZ = (sigma(Z) - T)/size``."""
+        xp = self.xp
+        loss = (xp.maximum(Z, 0) - Z * T + xp.log1p(xp.exp(-xp.abs(Z)))).mean()
+        dZ = self.sigmoid(Z)
+        dZ -= T
+        dZ /= dZ.size
+        return loss, dZ
+
+    # -- in-place optimizer updates over all parameters ---------------------------
+
+    def sgd_step(
+        self,
+        params: list,
+        grads: list,
+        velocities: list | None,
+        lr: float,
+        momentum: float,
+        nesterov: bool,
+        decays: list[float],
+    ) -> None:
+        """``g = dP + wd P``; ``v = mu v + g``; ``P -= lr (g + mu v if nesterov else v)``.
+
+        With ``velocities=None`` this is the lecture's ``W = W - alpha dW`` (plus decay).
+        """
+        for i, (P, dP, wd) in enumerate(zip(params, grads, decays, strict=True)):
+            g = dP + wd * P if wd else dP
+            if velocities is not None:
+                V = velocities[i]
+                V *= momentum
+                V += g
+                g = g + momentum * V if nesterov else V
+            P -= lr * g
+
+    def adam_step(
+        self,
+        params: list,
+        grads: list,
+        m: list,
+        v: list,
+        lr: float,
+        beta1: float,
+        beta2: float,
+        eps: float,
+        t: int,
+        decays: list[float],
+    ) -> None:
+        """Adam step ``t`` (from 1): ``m, v`` moving moments of ``g = dP + wd P``;
+        ``P -= lr * m_hat / (sqrt(v_hat) + eps)`` with bias-corrected moments."""
+        xp = self.xp
+        c1 = 1 - beta1**t
+        c2 = 1 - beta2**t
+        for P, dP, M, V, wd in zip(params, grads, m, v, decays, strict=True):
+            g = dP + wd * P if wd else dP
+            M *= beta1
+            M += (1 - beta1) * g
+            V *= beta2
+            V += (1 - beta2) * (g * g)
+            P -= (lr / c1) * M / (xp.sqrt(V / c2) + eps)
+
+    # -- the perceptron --------------------------------------------------------------
+
+    def perceptron_epoch(self, X: Any, y: Any, w: Any, b: float, lr: float) -> tuple:
+        """One pass of Rosenblatt's rule over the rows in order, updating ``w`` in place.
+
+        For each sample: ``y_hat = sign(w . x + b)`` (``+1`` if positive, else ``-1``); when
+        ``y_hat != y``: ``w += lr y x``, ``b += lr y``. Returns ``(mistakes, b)``.
+        """
+        mistakes = 0
+        for i in range(X.shape[0]):
+            x = X[i]
+            yi = float(y[i])
+            y_hat = 1.0 if float(w @ x) + b > 0 else -1.0
+            if y_hat != yi:
+                w += (lr * yi) * x
+                b += lr * yi
+                mistakes += 1
+        return mistakes, b

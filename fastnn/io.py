@@ -1,0 +1,219 @@
+"""Model files: safetensors (no pickle, nothing executes on load), written atomically.
+
+A file holds one tensor per parameter, ``layers.<l>.W`` (n_out, n_in) and
+``layers.<l>.b`` (n_out,), and string metadata: ``format`` (``"fastnn"``),
+``format_version``, ``fastnn_version`` and ``architecture`` (JSON: the model class,
+the layers' sizes and activations, the loss and the dtype). Loading checks all of it
+against the tensors before creating anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors import SafetensorError, safe_open
+from safetensors.numpy import save as safetensors_bytes
+
+from .activations import ACTIVATIONS
+from .errors import ModelFileError
+from .layers import Dense
+from .losses import LOSSES
+from .model import DTYPES, MLP, Sequential
+
+FORMAT = "fastnn"
+FORMAT_VERSION = 1
+# A fastnn header is a few kB; refuse to parse a header claiming more than this.
+_MAX_HEADER_BYTES = 1 << 20
+
+
+def save_model(model: Sequential, path: str | os.PathLike) -> None:
+    """Write ``model`` to ``path``: a temporary file in the same folder, flushed, synced,
+    then renamed over ``path``, so an interrupted save leaves the previous file intact."""
+    from . import __version__
+
+    path = Path(path)
+    tensors: dict[str, np.ndarray] = {}
+    for i, (W, b) in enumerate(model.get_weights()):
+        tensors[f"layers.{i}.W"] = np.ascontiguousarray(W)
+        tensors[f"layers.{i}.b"] = np.ascontiguousarray(b)
+    architecture = {
+        "class": "MLP" if isinstance(model, MLP) else "Sequential",
+        "layers": [[layer.n_in, layer.n_out, layer.activation] for layer in model.layers],
+        "loss": model.loss.name,
+        "dtype": model.dtype,
+    }
+    metadata = {
+        "format": FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "fastnn_version": __version__,
+        "architecture": json.dumps(architecture),
+    }
+    atomic_write(path, safetensors_bytes(tensors, metadata=metadata))
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so that readers see the old file or the new one, whole."""
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise OSError(f"cannot write {path}: {exc.strerror or exc} (folder {folder})") from exc
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise OSError(f"cannot write {path}: {exc.strerror or exc}; "
+                          "the previous file, if any, is unchanged") from exc
+        raise
+    _fsync_folder(folder)
+
+
+def _fsync_folder(folder: Path) -> None:
+    # Makes the rename itself durable; not every platform can open a folder.
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def load_model(path: str | os.PathLike, backend: Any = None) -> Sequential:
+    """Read a model written by :func:`save_model` onto ``backend`` (default: the default backend).
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path``.
+    ModelFileError
+        The file is damaged, truncated, not a fastnn model, or from an incompatible version.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no model file at {path}")
+    _check_header_size(path)
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            metadata = f.metadata() or {}
+            architecture = _read_metadata(path, metadata)
+            layers = _layers_from(path, architecture)
+            _check_tensors(path, f, layers, architecture["dtype"])
+            weights = [
+                (f.get_tensor(f"layers.{i}.W"), f.get_tensor(f"layers.{i}.b"))
+                for i in range(len(layers))
+            ]
+    except SafetensorError as exc:
+        raise ModelFileError(f"{path} is not a readable safetensors file: {exc}") from None
+    for i, (W, b) in enumerate(weights):
+        if not (np.isfinite(W).all() and np.isfinite(b).all()):
+            raise ModelFileError(f"{path}: layer {i} holds NaN or infinite weights")
+    kwargs = {"loss": architecture["loss"], "backend": backend, "dtype": architecture["dtype"]}
+    if architecture["class"] == "MLP" and _is_mlp(layers):
+        sizes = [layers[0].n_in] + [layer.n_out for layer in layers]
+        model: Sequential = MLP(sizes, activation=layers[0].activation if len(layers) > 1
+                                else "relu", output=layers[-1].activation, **kwargs)
+    else:
+        model = Sequential(layers, **kwargs)
+    model.set_weights(weights)
+    return model
+
+
+def _check_header_size(path: Path) -> None:
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if len(head) < 8:
+        raise ModelFileError(f"{path} is truncated or empty ({size} bytes): not a fastnn model")
+    n = int.from_bytes(head, "little")
+    if n > _MAX_HEADER_BYTES or 8 + n > size:
+        raise ModelFileError(
+            f"{path}: header claims {n} bytes but the file has {size}: "
+            "truncated, damaged, or not a fastnn model"
+        )
+
+
+def _read_metadata(path: Path, metadata: dict[str, str]) -> dict[str, Any]:
+    if metadata.get("format") != FORMAT:
+        raise ModelFileError(f"{path} is a safetensors file but not a fastnn model")
+    try:
+        version = int(metadata.get("format_version", ""))
+    except ValueError:
+        raise ModelFileError(f"{path}: unreadable format_version "
+                             f"{metadata.get('format_version')!r}") from None
+    if version != FORMAT_VERSION:
+        newer = "a newer" if version > FORMAT_VERSION else "an older"
+        raise ModelFileError(
+            f"{path} was written by {newer} fastnn ({metadata.get('fastnn_version', '?')}, "
+            f"format {version}); this fastnn reads format {FORMAT_VERSION}"
+        )
+    try:
+        architecture = json.loads(metadata["architecture"])
+    except (KeyError, ValueError):
+        raise ModelFileError(f"{path}: missing or unreadable architecture metadata") from None
+    ok = (
+        isinstance(architecture, dict)
+        and architecture.get("class") in ("MLP", "Sequential")
+        and architecture.get("loss") in LOSSES
+        and architecture.get("dtype") in DTYPES
+        and isinstance(architecture.get("layers"), list)
+        and architecture["layers"]
+    )
+    if not ok:
+        raise ModelFileError(f"{path}: architecture metadata is malformed: {architecture!r:.200}")
+    return architecture
+
+
+def _layers_from(path: Path, architecture: dict[str, Any]) -> list[Dense]:
+    layers = []
+    for i, spec in enumerate(architecture["layers"]):
+        valid = (
+            isinstance(spec, list)
+            and len(spec) == 3
+            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in spec[:2])
+            and spec[2] in ACTIVATIONS
+        )
+        if not valid:
+            raise ModelFileError(f"{path}: layer {i} is malformed: {spec!r:.100}")
+        layers.append(Dense(*spec))
+    return layers
+
+
+def _check_tensors(path: Path, f: Any, layers: list[Dense], dtype: str) -> None:
+    expected = {}
+    for i, layer in enumerate(layers):
+        expected[f"layers.{i}.W"] = [layer.n_out, layer.n_in]
+        expected[f"layers.{i}.b"] = [layer.n_out]
+    names = set(f.keys())
+    if names != set(expected):
+        missing = sorted(set(expected) - names)
+        extra = sorted(names - set(expected))
+        raise ModelFileError(f"{path}: tensors do not match the architecture "
+                             f"(missing {missing[:4]}, unexpected {extra[:4]})")
+    want_dtype = {"float32": "F32", "float64": "F64"}[dtype]
+    for name, shape in expected.items():
+        sl = f.get_slice(name)
+        if list(sl.get_shape()) != shape or sl.get_dtype() != want_dtype:
+            raise ModelFileError(
+                f"{path}: tensor {name} is {sl.get_dtype()} {sl.get_shape()}, "
+                f"expected {want_dtype} {shape}"
+            )
+
+
+def _is_mlp(layers: list[Dense]) -> bool:
+    return len({layer.activation for layer in layers[:-1]}) <= 1

@@ -1,0 +1,182 @@
+"""The training loop: the lecture's gradient-descent loop over shuffled mini-batches."""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import Any
+
+from tqdm import tqdm
+
+from .errors import TrainingDivergedError
+from .model import batch_slices
+from .optimizers import make_optimizer
+from .validation import check_features, check_targets, positive_int
+
+
+def fit(
+    model: Any,
+    X: Any,
+    y: Any,
+    *,
+    epochs: int = 10,
+    batch_size: int = 32,
+    optimizer: Any = "sgd",
+    lr: float | None = None,
+    momentum: float | None = None,
+    nesterov: bool | None = None,
+    weight_decay: float | None = None,
+    validation_data: tuple[Any, Any] | None = None,
+    shuffle: bool = True,
+    patience: int | None = None,
+    progress: bool | None = None,
+) -> dict[str, list[float]]:
+    """Train ``model`` by mini-batch gradient descent.
+
+    Each epoch visits every sample once: shuffle the sample indices, and for each batch
+    propagate forward, compute the loss, propagate backward and update the weights
+    (the lecture's loop, steps 1 to 5).
+
+    Parameters
+    ----------
+    model : Sequential
+        Trained in place.
+    X : array of shape (n, n_features)
+    y : array
+        Class ids (n,) or one-hot (n, k) for cross_entropy; (n,) or (n, n_outputs) otherwise.
+    epochs, batch_size : int
+        Passes over the data, and samples per gradient step (the last batch may be short).
+    optimizer : str or Optimizer
+        ``"sgd"``, ``"momentum"``, ``"nesterov"``, ``"adam"``, or an instance (kept between
+        calls, with its state, as ``model.optimizer``).
+    lr, momentum, nesterov, weight_decay : optional
+        Settings for a named optimizer; its defaults when None.
+    validation_data : (X_val, y_val), optional
+        Evaluated after every epoch (``val_loss``, ``val_accuracy``).
+    shuffle : bool
+        Draw a new batch order every epoch from the model's seeded generator.
+    patience : int, optional
+        Early stopping: stop when the monitored loss (``val_loss`` if there is validation
+        data, else ``loss``) has not improved for this many epochs, and restore the
+        weights of the best epoch.
+    progress : bool, optional
+        Show a progress bar; by default only when standard error is a terminal.
+
+    Returns
+    -------
+    history : dict of str to list of float
+        One entry per epoch: ``loss`` (mean over the epoch's batches, weighted by batch
+        size: the lecture's cost curve), ``accuracy`` for classifiers, and ``val_loss``,
+        ``val_accuracy`` with validation data. Also kept as ``model.history``.
+
+    Raises
+    ------
+    TrainingDivergedError
+        The loss or a gradient became NaN or infinite; the message names the epoch and
+        batch, and the model keeps its last finite weights.
+    """
+    # Every check runs before anything changes, so bad input never costs a trained model.
+    epochs = positive_int(epochs, "epochs")
+    batch_size = positive_int(batch_size, "batch_size")
+    if patience is not None:
+        patience = positive_int(patience, "patience")
+    opt = make_optimizer(optimizer, lr, momentum=momentum, nesterov=nesterov,
+                         weight_decay=weight_decay)
+    where = f"{model.layers[0]!r} (layer 0)"
+    X_host = check_features(X, model.n_features, where)
+    T_host = check_targets(y, model.loss, model.n_outputs, X_host.shape[0])
+    if validation_data is not None:
+        if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
+            raise ValueError("validation_data must be a pair (X_val, y_val)")
+        X_val = check_features(validation_data[0], model.n_features, where, name="X_val")
+        check_targets(validation_data[1], model.loss, model.n_outputs, X_val.shape[0], "y_val")
+    if progress is None:
+        progress = sys.stderr.isatty()
+
+    backend = model.backend
+    Xd = backend.asarray(X_host, dtype=model.dtype)
+    Td = model._targets_to_backend(T_host)
+    n = X_host.shape[0]
+    fused = model.loss.output_activation is not None
+    params = model.parameters()
+    history: dict[str, list[float]] = {"loss": []}
+    if model.is_classifier:
+        history["accuracy"] = []
+    if validation_data is not None:
+        history["val_loss"] = []
+        if model.is_classifier:
+            history["val_accuracy"] = []
+    model.history = history
+    model.optimizer = opt
+    best = (math.inf, None, 0)  # (monitored loss, weights, epoch)
+
+    bar = tqdm(total=epochs, unit="epoch", disable=not progress, file=sys.stderr, leave=True)
+    try:
+        for epoch in range(1, epochs + 1):
+            start_weights = [backend.copy(p) for p in params]
+            order = backend.asarray(model._rng.permutation(n)) if shuffle else None
+            total_loss = 0.0
+            correct = 0.0
+            units = 0
+            for batch, s in enumerate(batch_slices(n, batch_size), start=1):
+                if order is None:
+                    Xb, Tb = Xd[s], Td[s]
+                else:
+                    idx = order[s]
+                    Xb, Tb = backend.take_rows(Xd, idx), backend.take_rows(Td, idx)
+                loss, out = model.train_batch(Xb, Tb)
+                loss_value = float(loss)
+                if not math.isfinite(loss_value):
+                    _diverged(model, start_weights, epoch, batch, f"the loss is {loss_value}")
+                if not backend.all_finite(model.parameter_gradients()):
+                    _diverged(model, start_weights, epoch, batch, "a gradient is not finite")
+                opt.step(model)
+                total_loss += loss_value * (s.stop - s.start)
+                if model.is_classifier:
+                    c, u = model.count_correct(out, Tb, logits=fused)
+                    correct += float(c)
+                    units += u
+            if not backend.all_finite(params):
+                _diverged(model, start_weights, epoch, batch, "an update overflowed the weights")
+            history["loss"].append(total_loss / n)
+            if model.is_classifier:
+                history["accuracy"].append(correct / units)
+            if validation_data is not None:
+                scores = model.evaluate(*validation_data)
+                history["val_loss"].append(scores["loss"])
+                if model.is_classifier:
+                    history["val_accuracy"].append(scores["accuracy"])
+            bar.update(1)
+            bar.set_postfix({k: f"{v[-1]:.4g}" for k, v in history.items()}, refresh=False)
+            if patience is not None:
+                monitored = history["val_loss" if validation_data is not None else "loss"][-1]
+                if monitored < best[0]:
+                    best = (monitored, [backend.copy(p) for p in params], epoch)
+                elif epoch - best[2] >= patience:
+                    break
+    finally:
+        bar.close()
+        for layer in model.layers:
+            layer.release()
+    if best[1] is not None and best[2] != len(history["loss"]):
+        for p, saved in zip(params, best[1], strict=True):
+            p[...] = saved
+    return history
+
+
+def _diverged(model: Any, start_weights: list, epoch: int, batch: int, what: str) -> None:
+    """Keep the model at finite weights and raise :class:`TrainingDivergedError`."""
+    params = model.parameters()
+    restored = ""
+    if not model.backend.all_finite(params):
+        # An update overflowed earlier in this epoch; its start is the last known-finite point.
+        for p, saved in zip(params, start_weights, strict=True):
+            p[...] = saved
+        restored = f" The weights were restored to those at the start of epoch {epoch}."
+    raise TrainingDivergedError(
+        f"training diverged at epoch {epoch}, batch {batch}: {what}. "
+        f"Try a lower learning rate (it was {model.optimizer.lr}) or scale the inputs."
+        + restored,
+        epoch=epoch,
+        batch=batch,
+    )

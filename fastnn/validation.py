@@ -1,0 +1,172 @@
+"""Checks on user input, run before any state changes, with errors that say what to fix.
+
+These run on the host over NumPy views of the user's data. Large arrays (memory maps
+included) are scanned in blocks of rows so a check never copies the whole input.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+
+_BLOCK_ROWS = 1 << 15
+
+
+def positive_int(value: object, name: str) -> int:
+    """``value`` if it is an int >= 1, else ``ValueError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    return int(value)
+
+
+def positive_float(value: object, name: str) -> float:
+    """``value`` if it is a finite number > 0, else ``ValueError`` naming ``name``."""
+    ok = isinstance(value, int | float | np.number) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def _as_host_array(a: Any, name: str) -> np.ndarray:
+    if a is None:
+        raise TypeError(f"{name} is None; expected an array")
+    try:
+        arr = np.asarray(a)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} could not be read as a NumPy array: {exc}") from None
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(
+            f"{name} has dtype {arr.dtype}; fastnn needs numbers (bool, int or float), "
+            "e.g. convert with np.asarray(x, dtype=float)"
+        )
+    return arr
+
+
+def _first_non_finite(arr: np.ndarray) -> tuple | None:
+    """Index of the first NaN/Inf in ``arr`` (scanned in row blocks), or None."""
+    if arr.dtype.kind != "f":
+        return None
+    for start in range(0, max(arr.shape[0], 1), _BLOCK_ROWS):
+        block = arr[start : start + _BLOCK_ROWS]
+        bad = ~np.isfinite(block)
+        if bad.any():
+            idx = np.unravel_index(int(np.argmax(bad)), block.shape)
+            return (idx[0] + start, *idx[1:])
+    return None
+
+
+def check_features(X: Any, n_features: int, where: str, name: str = "X") -> np.ndarray:
+    """``X`` as a host array of shape (n, n_features) with finite numbers.
+
+    ``where`` names the layer that reads it, for the error message.
+    """
+    arr = _as_host_array(X, name)
+    if arr.ndim != 2:
+        hint = (
+            "; use X.reshape(-1, 1) for one feature or X.reshape(1, -1) for one sample"
+            if arr.ndim == 1 else ""
+        )
+        raise ValueError(
+            f"{name} must be 2-D (n_samples, n_features), got {arr.ndim}-D shape {arr.shape}{hint}"
+        )
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} is empty (shape {arr.shape}): need at least one sample")
+    if arr.shape[1] != n_features:
+        raise ValueError(
+            f"{where}: expected {name} with {n_features} features, got shape {arr.shape}"
+        )
+    bad = _first_non_finite(arr)
+    if bad is not None:
+        raise ValueError(f"{name} contains {arr[bad]} at row {bad[0]}, column {bad[1]}; "
+                         "remove or impute non-finite values")
+    return arr
+
+
+def check_targets(y: Any, loss: Any, n_outputs: int, n_samples: int, name: str = "y") -> np.ndarray:
+    """Targets ``y`` checked against the loss and the output layer, in the form the loss takes.
+
+    Returns integer class ids of shape (n,) for ``cross_entropy`` with labels, else a
+    float array of shape (n, n_outputs).
+    """
+    arr = _as_host_array(y, name)
+    if arr.ndim == 0 or arr.shape[0] != n_samples:
+        got = "a scalar" if arr.ndim == 0 else f"{arr.shape[0]} in {name} (shape {arr.shape})"
+        raise ValueError(f"X and {name} have different lengths: {n_samples} samples in X, {got}")
+    bad = _first_non_finite(arr)
+    if bad is not None:
+        raise ValueError(f"{name} contains {arr[bad]} at index {bad}; targets must be finite")
+    if loss.name == "cross_entropy" and arr.ndim == 1:
+        return _class_ids(arr, n_outputs, name)
+    if arr.ndim == 1 and n_outputs == 1:
+        arr = arr.reshape(-1, 1)
+    if arr.ndim != 2 or arr.shape[1] != n_outputs:
+        want = f"({n_samples},) or " if n_outputs == 1 else ""
+        if loss.name == "cross_entropy":
+            want = f"({n_samples},) class ids or "
+        raise ValueError(
+            f"{name} has shape {arr.shape}; the output layer has {n_outputs} outputs, so "
+            f"{loss.name} needs {want}({n_samples}, {n_outputs})"
+        )
+    if loss.classifier:
+        _check_probabilities(arr, loss.name, name, rows_sum_to_one=loss.name == "cross_entropy")
+    return arr
+
+
+def check_vector(y: Any, n_samples: int, name: str = "y") -> np.ndarray:
+    """``y`` as a finite host array of shape (n_samples,)."""
+    arr = _as_host_array(y, name)
+    if arr.ndim != 1 or arr.shape[0] != n_samples:
+        raise ValueError(f"{name} must have shape ({n_samples},) to match X, got {arr.shape}")
+    bad = _first_non_finite(arr)
+    if bad is not None:
+        raise ValueError(f"{name} contains {arr[bad]} at index {bad[0]}; values must be finite")
+    return arr
+
+
+def _class_ids(arr: np.ndarray, n_classes: int, name: str) -> np.ndarray:
+    if arr.dtype.kind == "f":
+        frac = np.flatnonzero(arr != np.round(arr))
+        if frac.size:
+            i = int(frac[0])
+            raise ValueError(
+                f"{name}[{i}] = {arr[i]} is not a class id: cross_entropy needs integer labels "
+                f"0..{n_classes - 1} (or one-hot rows of width {n_classes})"
+            )
+    out = arr.astype(np.intp)
+    wrong = np.flatnonzero((out < 0) | (out >= n_classes))
+    if wrong.size:
+        i = int(wrong[0])
+        raise ValueError(
+            f"{name}[{i}] = {arr[i]} is out of range: the output layer has {n_classes} classes, "
+            f"so labels must be in 0..{n_classes - 1}"
+        )
+    classes = np.unique(out)
+    if classes.size == 1:
+        warnings.warn(
+            f"{name} holds a single class ({classes[0]}): a classifier trained on it can only "
+            "learn to predict that class",
+            UserWarning,
+            stacklevel=4,
+        )
+    return out
+
+
+def _check_probabilities(arr: np.ndarray, loss_name: str, name: str, rows_sum_to_one: bool) -> None:
+    outside = np.argwhere((arr < 0) | (arr > 1))
+    if outside.size:
+        idx = tuple(int(i) for i in outside[0])
+        raise ValueError(
+            f"{name}{list(idx)} = {arr[idx]}: {loss_name} needs targets in [0, 1]"
+        )
+    if rows_sum_to_one:
+        sums = arr.sum(axis=1)
+        off = np.flatnonzero(np.abs(sums - 1) > 1e-3)
+        if off.size:
+            i = int(off[0])
+            raise ValueError(
+                f"row {i} of {name} sums to {sums[i]:.4g}; cross_entropy targets of shape "
+                "(n, k) must be one-hot or probabilities summing to 1"
+            )
