@@ -53,8 +53,10 @@ def gradcheck(
             host = backend.to_numpy(param).copy()
             flat = host.reshape(-1)
             n = flat.size
-            entries = range(n) if max_entries is None or n <= max_entries else rng.choice(
-                n, size=max_entries, replace=False
+            entries = (
+                range(n)
+                if max_entries is None or n <= max_entries
+                else rng.choice(n, size=max_entries, replace=False)
             )
             diff2 = norm_a = norm_n = 0.0
             for k in entries:

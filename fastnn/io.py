@@ -65,6 +65,8 @@ def atomic_write(path: Path, data: bytes) -> None:
     except OSError as exc:
         raise OSError(f"cannot write {path}: {exc.strerror or exc} (folder {folder})") from exc
     try:
+        # mkstemp makes the file private; give it the mode a plain open() would have.
+        os.chmod(tmp, _new_file_mode(path))
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -74,10 +76,21 @@ def atomic_write(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         if isinstance(exc, OSError):
-            raise OSError(f"cannot write {path}: {exc.strerror or exc}; "
-                          "the previous file, if any, is unchanged") from exc
+            raise OSError(
+                f"cannot write {path}: {exc.strerror or exc}; "
+                "the previous file, if any, is unchanged"
+            ) from exc
         raise
     _fsync_folder(folder)
+
+
+def _new_file_mode(path: Path) -> int:
+    try:
+        return os.stat(path).st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -126,8 +139,12 @@ def load_model(path: str | os.PathLike, backend: Any = None) -> Sequential:
     kwargs = {"loss": architecture["loss"], "backend": backend, "dtype": architecture["dtype"]}
     if architecture["class"] == "MLP" and _is_mlp(layers):
         sizes = [layers[0].n_in] + [layer.n_out for layer in layers]
-        model: Sequential = MLP(sizes, activation=layers[0].activation if len(layers) > 1
-                                else "relu", output=layers[-1].activation, **kwargs)
+        model: Sequential = MLP(
+            sizes,
+            activation=layers[0].activation if len(layers) > 1 else "relu",
+            output=layers[-1].activation,
+            **kwargs,
+        )
     else:
         model = Sequential(layers, **kwargs)
     model.set_weights(weights)
@@ -154,8 +171,9 @@ def _read_metadata(path: Path, metadata: dict[str, str]) -> dict[str, Any]:
     try:
         version = int(metadata.get("format_version", ""))
     except ValueError:
-        raise ModelFileError(f"{path}: unreadable format_version "
-                             f"{metadata.get('format_version')!r}") from None
+        raise ModelFileError(
+            f"{path}: unreadable format_version {metadata.get('format_version')!r}"
+        ) from None
     if version != FORMAT_VERSION:
         newer = "a newer" if version > FORMAT_VERSION else "an older"
         raise ModelFileError(
@@ -203,8 +221,10 @@ def _check_tensors(path: Path, f: Any, layers: list[Dense], dtype: str) -> None:
     if names != set(expected):
         missing = sorted(set(expected) - names)
         extra = sorted(names - set(expected))
-        raise ModelFileError(f"{path}: tensors do not match the architecture "
-                             f"(missing {missing[:4]}, unexpected {extra[:4]})")
+        raise ModelFileError(
+            f"{path}: tensors do not match the architecture "
+            f"(missing {missing[:4]}, unexpected {extra[:4]})"
+        )
     want_dtype = {"float32": "F32", "float64": "F64"}[dtype]
     for name, shape in expected.items():
         sl = f.get_slice(name)

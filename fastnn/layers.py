@@ -72,7 +72,7 @@ class Dense:
             raise RuntimeError(f"{self!r} has no weights yet: put it in a fastnn.Sequential model")
 
     def forward(self, X: Any, train: bool = False) -> Any:
-        """``H = act(X @ W.T + b)``: (n, n_in) -> (n, n_out); ``train`` keeps what backward needs."""
+        """``H = act(X @ W.T + b)``: (n, n_in) -> (n, n_out); ``train`` caches for backward."""
         self._require_weights()
         H = self.backend.dense_forward(X, self.W, self.b, self.activation)
         if train:
@@ -88,7 +88,7 @@ class Dense:
         return Z
 
     def backward(self, dH: Any, need_dX: bool = True) -> Any:
-        """From ``dH = dL/dH`` set ``dW, db`` and return ``dX = dL/dX`` (None unless ``need_dX``)."""
+        """From ``dH = dL/dH`` set ``dW, db``; return ``dX = dL/dX`` (None unless ``need_dX``)."""
         dX, self.dW, self.db = self.backend.dense_backward(
             dH, self._X, self.W, self._H, self.activation, need_dX
         )

@@ -83,9 +83,7 @@ class Sequential:
         last = self.layers[-1]
         want = self.loss.output_activation
         if want is not None and last.activation != want:
-            raise ValueError(
-                f"loss {self.loss.name!r} needs a {want!r} output layer, got {last!r}"
-            )
+            raise ValueError(f"loss {self.loss.name!r} needs a {want!r} output layer, got {last!r}")
         if self.loss.name == "cross_entropy" and last.n_out < 2:
             raise ValueError(
                 f"cross_entropy over {last!r} is constant (softmax of one output is 1); use "
@@ -197,24 +195,29 @@ class Sequential:
         """``{"loss": mean loss}`` over all of ``X``, plus ``"accuracy"`` for classifiers."""
         host = self._features(X)
         T_host = check_targets(y, self.loss, self.n_outputs, host.shape[0])
-        batch_size = positive_int(batch_size, "batch_size")
+        with self.backend.float_errors_ignored():
+            return self._evaluate_host(host, T_host, positive_int(batch_size, "batch_size"))
+
+    def _evaluate_host(self, X_host: Any, T_host: Any, batch_size: int) -> dict[str, float]:
+        """:meth:`evaluate` on host arrays already checked."""
         backend = self.backend
         fused = self.loss.output_activation is not None
-        total = correct = units = 0.0
-        for s in batch_slices(host.shape[0], batch_size):
-            Xb = backend.asarray(host[s], dtype=self.dtype)
-            Tb = self._targets_to_backend(T_host[s])
-            *hidden, last = self.layers
+        *hidden, last = self.layers
+        total = correct = 0.0
+        units = 0
+        for s in batch_slices(X_host.shape[0], batch_size):
+            H = backend.asarray(X_host[s], dtype=self.dtype)
             for layer in hidden:
-                Xb = layer.forward(Xb)
-            out = last.forward_logits(Xb) if fused else last.forward(Xb)
+                H = layer.forward(H)
+            out = last.forward_logits(H) if fused else last.forward(H)
+            Tb = self._targets_to_backend(T_host[s])
             loss, _ = self.loss(backend, out, Tb)
             total += float(loss) * (s.stop - s.start)
             if self.is_classifier:
                 c, u = self.count_correct(out, Tb, logits=fused)
                 correct += float(c)
                 units += u
-        result = {"loss": total / host.shape[0]}
+        result = {"loss": total / X_host.shape[0]}
         if self.is_classifier:
             result["accuracy"] = correct / units
         return result
@@ -228,8 +231,9 @@ class Sequential:
         at the current weights; host arrays shaped like each layer's ``W`` and ``b``."""
         host = self._features(X)
         T_host = check_targets(y, self.loss, self.n_outputs, host.shape[0])
-        self.train_batch(self.backend.asarray(host, dtype=self.dtype),
-                         self._targets_to_backend(T_host))
+        self.train_batch(
+            self.backend.asarray(host, dtype=self.dtype), self._targets_to_backend(T_host)
+        )
         to_np = self.backend.to_numpy
         grads = [(to_np(layer.dW).copy(), to_np(layer.db).copy()) for layer in self.layers]
         for layer in self.layers:
@@ -333,4 +337,3 @@ class MLP(Sequential):
     def sizes(self) -> list[int]:
         """``[n_features, hidden_1, ..., n_outputs]``."""
         return [self.layers[0].n_in] + [layer.n_out for layer in self.layers]
-

@@ -38,8 +38,10 @@ class Optimizer:
 
     def _bind(self, model: Any) -> None:
         params = model.parameters()
-        if self._params is None or len(self._params) != len(params) or any(
-            a is not b for a, b in zip(self._params, params, strict=True)
+        if (
+            self._params is None
+            or len(self._params) != len(params)
+            or any(a is not b for a, b in zip(self._params, params, strict=True))
         ):
             self._params = params
             self._init_state(model.backend, params)
@@ -77,7 +79,10 @@ class SGD(Optimizer):
     name = "sgd"
 
     def __init__(
-        self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False,
+        self,
+        lr: float = 0.01,
+        momentum: float = 0.0,
+        nesterov: bool = False,
         weight_decay: float = 0.0,
     ) -> None:
         super().__init__(lr, weight_decay)
@@ -88,8 +93,10 @@ class SGD(Optimizer):
         self.velocities: list | None = None
 
     def __repr__(self) -> str:
-        return (f"SGD(lr={self.lr}, momentum={self.momentum}, nesterov={self.nesterov}, "
-                f"weight_decay={self.weight_decay})")
+        return (
+            f"SGD(lr={self.lr}, momentum={self.momentum}, nesterov={self.nesterov}, "
+            f"weight_decay={self.weight_decay})"
+        )
 
     def _init_state(self, backend: Any, params: list) -> None:
         super()._init_state(backend, params)
@@ -98,8 +105,9 @@ class SGD(Optimizer):
         )
 
     def _update(self, backend: Any, params: list, grads: list) -> None:
-        backend.sgd_step(params, grads, self.velocities, self.lr, self.momentum,
-                         self.nesterov, self._decays)
+        backend.sgd_step(
+            params, grads, self.velocities, self.lr, self.momentum, self.nesterov, self._decays
+        )
 
 
 class Adam(Optimizer):
@@ -120,7 +128,11 @@ class Adam(Optimizer):
     name = "adam"
 
     def __init__(
-        self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
+        self,
+        lr: float = 0.001,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        eps: float = 1e-8,
         weight_decay: float = 0.0,
     ) -> None:
         super().__init__(lr, weight_decay)
@@ -131,8 +143,10 @@ class Adam(Optimizer):
         self.v: list = []
 
     def __repr__(self) -> str:
-        return (f"Adam(lr={self.lr}, beta1={self.beta1}, beta2={self.beta2}, eps={self.eps}, "
-                f"weight_decay={self.weight_decay})")
+        return (
+            f"Adam(lr={self.lr}, beta1={self.beta1}, beta2={self.beta2}, eps={self.eps}, "
+            f"weight_decay={self.weight_decay})"
+        )
 
     def _init_state(self, backend: Any, params: list) -> None:
         super()._init_state(backend, params)
@@ -140,8 +154,18 @@ class Adam(Optimizer):
         self.v = [backend.zeros(p.shape, p.dtype) for p in params]
 
     def _update(self, backend: Any, params: list, grads: list) -> None:
-        backend.adam_step(params, grads, self.m, self.v, self.lr, self.beta1, self.beta2,
-                          self.eps, self.t, self._decays)
+        backend.adam_step(
+            params,
+            grads,
+            self.m,
+            self.v,
+            self.lr,
+            self.beta1,
+            self.beta2,
+            self.eps,
+            self.t,
+            self._decays,
+        )
 
 
 #: optimizer name -> (class, default keyword arguments)

@@ -80,8 +80,9 @@ def fit(
     batch_size = positive_int(batch_size, "batch_size")
     if patience is not None:
         patience = positive_int(patience, "patience")
-    opt = make_optimizer(optimizer, lr, momentum=momentum, nesterov=nesterov,
-                         weight_decay=weight_decay)
+    opt = make_optimizer(
+        optimizer, lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay
+    )
     where = f"{model.layers[0]!r} (layer 0)"
     X_host = check_features(X, model.n_features, where)
     T_host = check_targets(y, model.loss, model.n_outputs, X_host.shape[0])
@@ -89,16 +90,15 @@ def fit(
         if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
             raise ValueError("validation_data must be a pair (X_val, y_val)")
         X_val = check_features(validation_data[0], model.n_features, where, name="X_val")
-        check_targets(validation_data[1], model.loss, model.n_outputs, X_val.shape[0], "y_val")
+        T_val = check_targets(
+            validation_data[1], model.loss, model.n_outputs, X_val.shape[0], "y_val"
+        )
     if progress is None:
         progress = sys.stderr.isatty()
 
     backend = model.backend
     Xd = backend.asarray(X_host, dtype=model.dtype)
     Td = model._targets_to_backend(T_host)
-    n = X_host.shape[0]
-    fused = model.loss.output_activation is not None
-    params = model.parameters()
     history: dict[str, list[float]] = {"loss": []}
     if model.is_classifier:
         history["accuracy"] = []
@@ -108,60 +108,73 @@ def fit(
             history["val_accuracy"] = []
     model.history = history
     model.optimizer = opt
-    best = (math.inf, None, 0)  # (monitored loss, weights, epoch)
+    monitor = "val_loss" if validation_data is not None else "loss"
+    best_loss, best_weights, best_epoch = math.inf, None, 0
 
     bar = tqdm(total=epochs, unit="epoch", disable=not progress, file=sys.stderr, leave=True)
     try:
-        for epoch in range(1, epochs + 1):
-            start_weights = [backend.copy(p) for p in params]
-            order = backend.asarray(model._rng.permutation(n)) if shuffle else None
-            total_loss = 0.0
-            correct = 0.0
-            units = 0
-            for batch, s in enumerate(batch_slices(n, batch_size), start=1):
-                if order is None:
-                    Xb, Tb = Xd[s], Td[s]
-                else:
-                    idx = order[s]
-                    Xb, Tb = backend.take_rows(Xd, idx), backend.take_rows(Td, idx)
-                loss, out = model.train_batch(Xb, Tb)
-                loss_value = float(loss)
-                if not math.isfinite(loss_value):
-                    _diverged(model, start_weights, epoch, batch, f"the loss is {loss_value}")
-                if not backend.all_finite(model.parameter_gradients()):
-                    _diverged(model, start_weights, epoch, batch, "a gradient is not finite")
-                opt.step(model)
-                total_loss += loss_value * (s.stop - s.start)
+        with backend.float_errors_ignored():
+            for epoch in range(1, epochs + 1):
+                loss, accuracy = _run_epoch(model, opt, Xd, Td, epoch, batch_size, shuffle)
+                history["loss"].append(loss)
                 if model.is_classifier:
-                    c, u = model.count_correct(out, Tb, logits=fused)
-                    correct += float(c)
-                    units += u
-            if not backend.all_finite(params):
-                _diverged(model, start_weights, epoch, batch, "an update overflowed the weights")
-            history["loss"].append(total_loss / n)
-            if model.is_classifier:
-                history["accuracy"].append(correct / units)
-            if validation_data is not None:
-                scores = model.evaluate(*validation_data)
-                history["val_loss"].append(scores["loss"])
-                if model.is_classifier:
-                    history["val_accuracy"].append(scores["accuracy"])
-            bar.update(1)
-            bar.set_postfix({k: f"{v[-1]:.4g}" for k, v in history.items()}, refresh=False)
-            if patience is not None:
-                monitored = history["val_loss" if validation_data is not None else "loss"][-1]
-                if monitored < best[0]:
-                    best = (monitored, [backend.copy(p) for p in params], epoch)
-                elif epoch - best[2] >= patience:
-                    break
+                    history["accuracy"].append(accuracy)
+                if validation_data is not None:
+                    scores = model._evaluate_host(X_val, T_val, batch_size=4096)
+                    history["val_loss"].append(scores["loss"])
+                    if model.is_classifier:
+                        history["val_accuracy"].append(scores["accuracy"])
+                bar.update(1)
+                bar.set_postfix({k: f"{v[-1]:.4g}" for k, v in history.items()}, refresh=False)
+                if patience is not None:
+                    if history[monitor][-1] < best_loss:
+                        best_loss, best_epoch = history[monitor][-1], epoch
+                        best_weights = [backend.copy(p) for p in model.parameters()]
+                    elif epoch - best_epoch >= patience:
+                        break
     finally:
         bar.close()
         for layer in model.layers:
             layer.release()
-    if best[1] is not None and best[2] != len(history["loss"]):
-        for p, saved in zip(params, best[1], strict=True):
+    if best_weights is not None and best_epoch != len(history["loss"]):
+        for p, saved in zip(model.parameters(), best_weights, strict=True):
             p[...] = saved
     return history
+
+
+def _run_epoch(
+    model: Any, opt: Any, Xd: Any, Td: Any, epoch: int, batch_size: int, shuffle: bool
+) -> tuple[float, float]:
+    """One pass over the data; returns the batch-size-weighted mean loss and accuracy."""
+    backend = model.backend
+    params = model.parameters()
+    start_weights = [backend.copy(p) for p in params]
+    n = Xd.shape[0]
+    order = backend.asarray(model._rng.permutation(n)) if shuffle else None
+    fused = model.loss.output_activation is not None
+    total_loss = correct = 0.0
+    units = 0
+    for batch, s in enumerate(batch_slices(n, batch_size), start=1):
+        if order is None:
+            Xb, Tb = Xd[s], Td[s]
+        else:
+            Xb, Tb = backend.take_rows(Xd, order[s]), backend.take_rows(Td, order[s])
+        loss, out = model.train_batch(Xb, Tb)
+        loss_value = float(loss)
+        # Checked before the update, so a failure leaves the weights that were finite.
+        if not math.isfinite(loss_value):
+            _diverged(model, start_weights, epoch, batch, f"the loss is {loss_value}")
+        if not backend.all_finite(model.parameter_gradients()):
+            _diverged(model, start_weights, epoch, batch, "a gradient is not finite")
+        opt.step(model)
+        total_loss += loss_value * (s.stop - s.start)
+        if model.is_classifier:
+            c, u = model.count_correct(out, Tb, logits=fused)
+            correct += float(c)
+            units += u
+    if not backend.all_finite(params):
+        _diverged(model, start_weights, epoch, batch, "an update overflowed the weights")
+    return total_loss / n, (correct / units if units else math.nan)
 
 
 def _diverged(model: Any, start_weights: list, epoch: int, batch: int, what: str) -> None:
@@ -175,8 +188,7 @@ def _diverged(model: Any, start_weights: list, epoch: int, batch: int, what: str
         restored = f" The weights were restored to those at the start of epoch {epoch}."
     raise TrainingDivergedError(
         f"training diverged at epoch {epoch}, batch {batch}: {what}. "
-        f"Try a lower learning rate (it was {model.optimizer.lr}) or scale the inputs."
-        + restored,
+        f"Try a lower learning rate (it was {model.optimizer.lr}) or scale the inputs." + restored,
         epoch=epoch,
         batch=batch,
     )

@@ -67,7 +67,8 @@ def check_features(X: Any, n_features: int, where: str, name: str = "X") -> np.n
     if arr.ndim != 2:
         hint = (
             "; use X.reshape(-1, 1) for one feature or X.reshape(1, -1) for one sample"
-            if arr.ndim == 1 else ""
+            if arr.ndim == 1
+            else ""
         )
         raise ValueError(
             f"{name} must be 2-D (n_samples, n_features), got {arr.ndim}-D shape {arr.shape}{hint}"
@@ -80,8 +81,10 @@ def check_features(X: Any, n_features: int, where: str, name: str = "X") -> np.n
         )
     bad = _first_non_finite(arr)
     if bad is not None:
-        raise ValueError(f"{name} contains {arr[bad]} at row {bad[0]}, column {bad[1]}; "
-                         "remove or impute non-finite values")
+        raise ValueError(
+            f"{name} contains {arr[bad]} at row {bad[0]}, column {bad[1]}; "
+            "remove or impute non-finite values"
+        )
     return arr
 
 
@@ -158,9 +161,7 @@ def _check_probabilities(arr: np.ndarray, loss_name: str, name: str, rows_sum_to
     outside = np.argwhere((arr < 0) | (arr > 1))
     if outside.size:
         idx = tuple(int(i) for i in outside[0])
-        raise ValueError(
-            f"{name}{list(idx)} = {arr[idx]}: {loss_name} needs targets in [0, 1]"
-        )
+        raise ValueError(f"{name}{list(idx)} = {arr[idx]}: {loss_name} needs targets in [0, 1]")
     if rows_sum_to_one:
         sums = arr.sum(axis=1)
         off = np.flatnonzero(np.abs(sums - 1) > 1e-3)

@@ -16,6 +16,7 @@ it makes faster and must keep the signatures (a test checks that).
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 
@@ -57,6 +58,10 @@ class Backend:
     def take_rows(self, X: Any, idx: Any) -> Any:
         """``X[idx]``: the rows of ``X`` listed by the integer array ``idx``."""
         return X[idx]
+
+    def float_errors_ignored(self) -> Any:
+        """Context in which overflow/invalid warnings stay silent (fastnn checks finiteness)."""
+        return contextlib.nullcontext()
 
     def all_finite(self, arrays: list[Any]) -> bool:
         """True when no element of any array is NaN or infinite."""
@@ -166,7 +171,10 @@ class Backend:
         return loss, P
 
     def sigmoid_binary_cross_entropy(self, Z: Any, T: Any) -> tuple:
-        """From logits: ``L = mean(max(Z,0) - Z T + log(1 + exp(-|Z|)))``, ``dZ = (sigma(Z) - T)/size``."""
+        """From logits: ``L = mean(max(Z,0) - Z T + log(1 + exp(-|Z|)))``, ``dZ = (sigma(Z)-T)/size``.
+
+        The loss over all elements is averaged (as PyTorch's ``BCEWithLogitsLoss``).
+        """
         xp = self.xp
         loss = (xp.maximum(Z, 0) - Z * T + xp.log1p(xp.exp(-xp.abs(Z)))).mean()
         dZ = self.sigmoid(Z)

@@ -17,3 +17,6 @@ class NumpyBackend(Backend):
 
     def to_numpy(self, a: Any) -> Any:
         return numpy.asarray(a)
+
+    def float_errors_ignored(self) -> Any:
+        return numpy.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore")

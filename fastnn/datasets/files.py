@@ -13,8 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-_NPZ_KEYS = [("X", "y"), ("x", "y"), ("X_train", "y_train"), ("x_train", "y_train"),
-             ("data", "target"), ("data", "labels")]
+_NPZ_KEYS = [
+    ("X", "y"),
+    ("x", "y"),
+    ("X_train", "y_train"),
+    ("x_train", "y_train"),
+    ("data", "target"),
+    ("data", "labels"),
+]
 _IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 

@@ -6,7 +6,10 @@ import numpy as np
 
 
 def train_test_split(
-    X: np.ndarray, y: np.ndarray, test_size: float = 0.2, stratify: bool = True,
+    X: np.ndarray,
+    y: np.ndarray,
+    test_size: float = 0.2,
+    stratify: bool = True,
     seed: int | None = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``X_train, X_test, y_train, y_test``, shuffled with ``seed``.
@@ -21,10 +24,12 @@ def train_test_split(
         raise ValueError(f"test_size must be between 0 and 1, got {test_size!r}")
     rng = np.random.default_rng(seed)
     if stratify and y.ndim == 1 and y.dtype.kind in "iub":
-        test = np.concatenate([
-            idx[: int(round(test_size * len(idx)))]
-            for idx in (rng.permutation(np.flatnonzero(y == c)) for c in np.unique(y))
-        ])
+        test = np.concatenate(
+            [
+                idx[: int(round(test_size * len(idx)))]
+                for idx in (rng.permutation(np.flatnonzero(y == c)) for c in np.unique(y))
+            ]
+        )
     else:
         test = rng.permutation(n)[: int(round(test_size * n))]
     if test.size == 0 or test.size == n:

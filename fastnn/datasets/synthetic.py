@@ -36,7 +36,7 @@ def make_xor() -> tuple[np.ndarray, np.ndarray]:
 
 
 def make_spirals(
-    n_samples: int = 400, noise: float = 0.1, turns: float = 1.5, seed: int | None = 0
+    n_samples: int = 400, noise: float = 0.05, turns: float = 1.0, seed: int | None = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Two interleaved spirals in the plane, one per class.
 

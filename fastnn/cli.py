@@ -1,0 +1,268 @@
+"""The ``fastnn`` command line: ``fastnn train`` trains and saves a model."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .activations import ACTIVATIONS
+from .backends import known_backends
+from .datasets import load_digits, load_file, make_spirals, make_xor, train_test_split
+from .losses import LOSSES
+from .model import DTYPES, MLP
+from .optimizers import OPTIMIZERS
+
+BUILTIN_DATA = {
+    "digits": "the bundled UCI handwritten digits (1,797 8x8 images, 10 classes)",
+    "xor": "the 4 points of XOR (trained and tested on the same points)",
+    "spirals": "two interleaved spirals, 400 points, 2 classes",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fastnn",
+        description="Train multilayer perceptrons from first principles.",
+    )
+    parser.add_argument("--version", action="version", version=f"fastnn {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    train = commands.add_parser(
+        "train",
+        help="train an MLP and save it (with no options: the bundled digits)",
+        description=(
+            "Train an MLP, print its test accuracy, save the model (.safetensors) and the "
+            "cost curve (PNG). With no options it trains on the bundled UCI digits."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    data = train.add_argument_group("data")
+    data.add_argument(
+        "--data",
+        default="digits",
+        metavar="NAME_OR_FILE",
+        help="a built-in dataset ("
+        + "; ".join(f"{k}: {v}" for k, v in BUILTIN_DATA.items())
+        + ") or a file: .npz (arrays X and y), .npy or .csv (last column is the label), "
+        "or an IDX images file (MNIST format, gzipped or not) with --labels",
+    )
+    data.add_argument("--labels", type=Path, help="labels file for .npy or IDX data")
+    data.add_argument(
+        "--test-size",
+        type=float,
+        default=0.2,
+        help="share of the samples held out to measure test accuracy",
+    )
+    data.add_argument(
+        "--scale",
+        choices=["standard", "minmax", "none"],
+        default="minmax",
+        help="feature scaling fitted on the training part: standard (zero mean, "
+        "unit variance), minmax (to [0, 1]) or none",
+    )
+    net = train.add_argument_group("network")
+    net.add_argument(
+        "--hidden",
+        type=int,
+        nargs="*",
+        default=[64],
+        metavar="N",
+        help="hidden layer sizes, e.g. --hidden 128 64 (none: a linear model)",
+    )
+    net.add_argument(
+        "--activation",
+        choices=list(ACTIVATIONS),
+        default="relu",
+        help="activation of the hidden layers",
+    )
+    net.add_argument(
+        "--loss",
+        choices=list(LOSSES),
+        default="cross_entropy",
+        help="cross_entropy for classes, mse for regression",
+    )
+    opt = train.add_argument_group("optimization")
+    opt.add_argument(
+        "--optimizer",
+        choices=list(OPTIMIZERS),
+        default="momentum",
+        help="sgd is the lecture's W = W - lr dW; momentum and nesterov add "
+        "momentum 0.9; adam adapts the step per weight",
+    )
+    opt.add_argument(
+        "--lr", type=float, default=None, help="learning rate (default: 0.05, or 0.001 for adam)"
+    )
+    opt.add_argument("--epochs", type=int, default=40, help="passes over the training data")
+    opt.add_argument("--batch-size", type=int, default=32, help="samples per gradient step")
+    opt.add_argument("--weight-decay", type=float, default=0.0, help="L2 penalty on weights")
+    opt.add_argument(
+        "--patience",
+        type=int,
+        default=None,
+        help="stop after this many epochs without a better test loss",
+    )
+    run = train.add_argument_group("run")
+    run.add_argument(
+        "--backend",
+        choices=known_backends(),
+        default=None,
+        help="array backend (default: $FASTNN_BACKEND, else numpy)",
+    )
+    run.add_argument("--dtype", choices=list(DTYPES), default="float32")
+    run.add_argument("--seed", type=int, default=0, help="seeds weights, batches and the split")
+    run.add_argument(
+        "--model-out",
+        type=Path,
+        default=Path("model.safetensors"),
+        help="where to write the trained model",
+    )
+    run.add_argument(
+        "--plot-out", type=Path, default=Path("cost.png"), help="where to write the cost curve"
+    )
+    run.add_argument("--no-plot", action="store_true", help="do not draw the cost curve")
+    run.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar (default: when the terminal shows it)",
+    )
+    return parser
+
+
+def load_data(args: argparse.Namespace) -> tuple[np.ndarray, ...]:
+    """``X_train, X_test, y_train, y_test`` for the ``--data`` choice."""
+    if args.data == "digits":
+        X, y = load_digits(scale=False)
+    elif args.data == "spirals":
+        X, y = make_spirals(seed=args.seed)
+    elif args.data == "xor":
+        X, y = make_xor()
+        return X, X, y, y
+    else:
+        X, y = load_file(args.data, args.labels)
+    classes = args.loss != "mse"
+    return train_test_split(X, y, test_size=args.test_size, stratify=classes, seed=args.seed)
+
+
+def scale_features(kind: str, X_train: np.ndarray, X_test: np.ndarray) -> tuple:
+    """Scale both parts with statistics of the training part only."""
+    X_train = np.asarray(X_train, dtype=np.float64)
+    X_test = np.asarray(X_test, dtype=np.float64)
+    if kind == "none":
+        return X_train, X_test
+    if kind == "standard":
+        shift, spread = X_train.mean(axis=0), X_train.std(axis=0)
+    else:
+        shift = X_train.min(axis=0)
+        spread = X_train.max(axis=0) - shift
+    spread = np.where(spread > 0, spread, 1.0)
+    return (X_train - shift) / spread, (X_test - shift) / spread
+
+
+def n_outputs(args: argparse.Namespace, y: np.ndarray) -> int:
+    """Output units: the number of classes for cross_entropy, else the target width."""
+    if args.loss == "cross_entropy":
+        if y.ndim == 1:
+            return max(int(np.max(y)) + 1, 2)
+        return y.shape[1]
+    return 1 if y.ndim == 1 else y.shape[1]
+
+
+def plot_cost_curve(history: dict, path: Path, title: str) -> None:
+    """Draw the loss per epoch (and the test loss) like the lecture's cost plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    epochs = range(1, len(history["loss"]) + 1)
+    ax.plot(epochs, history["loss"], label="training loss")
+    if "val_loss" in history:
+        ax.plot(epochs, history["val_loss"], label="test loss")
+    ax.grid(True)
+    ax.set_title(title)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("cost")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _require_matplotlib() -> None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise SystemExit(
+            "fastnn train: drawing the cost curve needs matplotlib: "
+            "pip install 'fastnn[plot]' (or pass --no-plot)"
+        ) from None
+
+
+def train(args: argparse.Namespace) -> int:
+    """Run ``fastnn train``; returns the exit code."""
+    if not args.no_plot:
+        _require_matplotlib()  # before training, so no run is lost to a missing package
+    X_train, X_test, y_train, y_test = load_data(args)
+    X_train, X_test = scale_features(args.scale, X_train, X_test)
+    sizes = [X_train.shape[1], *args.hidden, n_outputs(args, np.asarray(y_train))]
+    model = MLP(
+        sizes,
+        activation=args.activation,
+        loss=args.loss,
+        backend=args.backend,
+        dtype=args.dtype,
+        seed=args.seed,
+    )
+    lr = args.lr if args.lr is not None else (0.001 if args.optimizer == "adam" else 0.05)
+    print(f"data: {args.data} ({X_train.shape[0]} training, {X_test.shape[0]} test samples)")
+    print(f"model: {model}")
+    start = time.perf_counter()
+    history = model.fit(
+        X_train,
+        y_train,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        optimizer=args.optimizer,
+        lr=lr,
+        weight_decay=args.weight_decay or None,
+        validation_data=(X_test, y_test),
+        patience=args.patience,
+        progress=args.progress,
+    )
+    seconds = time.perf_counter() - start
+    scores = model.evaluate(X_test, y_test)
+    summary = f"test loss {scores['loss']:.4f}"
+    if "accuracy" in scores:
+        summary = f"test accuracy {scores['accuracy']:.4f}, " + summary
+    print(f"trained {len(history['loss'])} epochs in {seconds:.2f} s: {summary}")
+    model.save(args.model_out)
+    print(f"model written to {args.model_out}")
+    if not args.no_plot:
+        plot_cost_curve(history, args.plot_out, f"Cost function ({args.data}, {args.optimizer})")
+        print(f"cost curve written to {args.plot_out}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``fastnn`` command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return train(args)
+    except (ValueError, TypeError, FileNotFoundError, OSError, ImportError) as exc:
+        print(f"fastnn {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

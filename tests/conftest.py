@@ -1,0 +1,58 @@
+"""Shared fixtures: every backend-dependent test runs once per backend and dtype.
+
+Backends whose library or device is missing show up as skipped, with the reason.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fastnn.backends import available_backends, known_backends
+
+# Agreement with the NumPy float64 reference, as (rtol, atol), per backend and dtype.
+# float64 backends differ from the reference only by summation order in BLAS: 1e-10.
+# float32 carries about 7 significant digits; a few layers of matrix products with
+# inner sums of ~100 terms lose one or two of them, so 1e-4 relative with an absolute
+# floor of 1e-5 for values near zero.
+TOLERANCES = {
+    ("numpy", "float64"): (1e-10, 1e-12),
+    ("numpy", "float32"): (1e-4, 1e-5),
+}
+
+
+def tolerance(backend: str, dtype: str) -> dict[str, float]:
+    rtol, atol = TOLERANCES[(backend, dtype)]
+    return {"rtol": rtol, "atol": atol}
+
+
+@pytest.fixture(params=known_backends())
+def backend(request):
+    """The name of each known backend; skipped visibly when it cannot run here."""
+    name = request.param
+    if name not in available_backends():
+        pytest.skip(f"[{name}] backend library not installed")
+    return name
+
+
+@pytest.fixture(params=["float32", "float64"])
+def dtype(request):
+    return request.param
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def digits():
+    from fastnn.datasets import load_digits, train_test_split
+
+    X, y = load_digits()
+    return train_test_split(X, y, test_size=0.2, seed=0)
+
+
+@pytest.fixture(autouse=True)
+def _default_backend_unset(monkeypatch):
+    monkeypatch.delenv("FASTNN_BACKEND", raising=False)

@@ -1,0 +1,185 @@
+"""Every backend op against plain float64 formulas, including extreme inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import tolerance
+
+from fastnn.backends import get_backend
+
+
+def ref_sigmoid(z):
+    return np.where(
+        z >= 0, 1 / (1 + np.exp(-np.abs(z))), np.exp(-np.abs(z)) / (1 + np.exp(-np.abs(z)))
+    )
+
+
+def ref_log_softmax(Z):
+    S = Z - Z.max(axis=1, keepdims=True)
+    return S - np.log(np.exp(S).sum(axis=1, keepdims=True))
+
+
+REFERENCE_ACTIVATIONS = {
+    "identity": (lambda Z: Z, lambda dH, H: dH),
+    "sigmoid": (ref_sigmoid, lambda dH, H: dH * H * (1 - H)),
+    "tanh": (np.tanh, lambda dH, H: dH * (1 - H**2)),
+    "relu": (lambda Z: np.maximum(Z, 0), lambda dH, H: dH * (H > 0)),
+    "softmax": (
+        lambda Z: np.exp(ref_log_softmax(Z)),
+        lambda dH, H: np.einsum(
+            "ni,nij->nj",
+            dH,
+            np.einsum("ni,ij->nij", H, np.eye(H.shape[1])) - np.einsum("ni,nj->nij", H, H),
+        ),
+    ),
+}
+
+
+def to(backend, a, dtype):
+    return get_backend(backend).asarray(a, dtype=dtype)
+
+
+def back(backend, a):
+    return np.asarray(get_backend(backend).to_numpy(a), dtype=np.float64)
+
+
+@pytest.fixture
+def data(rng):
+    return {
+        "X": rng.normal(size=(7, 5)),
+        "W": rng.normal(size=(3, 5)),
+        "b": rng.normal(size=3),
+        "dZ": rng.normal(size=(7, 3)),
+        "Z": rng.normal(scale=3, size=(7, 3)),
+    }
+
+
+def test_affine_and_backward(backend, dtype, data):
+    X, W, b, dZ = data["X"], data["W"], data["b"], data["dZ"]
+    tol = tolerance(backend, dtype)
+    Z = get_backend(backend).affine(
+        to(backend, X, dtype), to(backend, W, dtype), to(backend, b, dtype)
+    )
+    np.testing.assert_allclose(back(backend, Z), X @ W.T + b, **tol)
+    dX, dW, db = get_backend(backend).affine_backward(
+        to(backend, dZ, dtype), to(backend, X, dtype), to(backend, W, dtype), need_dX=True
+    )
+    np.testing.assert_allclose(back(backend, dX), dZ @ W, **tol)
+    np.testing.assert_allclose(back(backend, dW), dZ.T @ X, **tol)
+    np.testing.assert_allclose(back(backend, db), dZ.sum(axis=0), **tol)
+    assert (
+        get_backend(backend).affine_backward(
+            to(backend, dZ, dtype), to(backend, X, dtype), to(backend, W, dtype), need_dX=False
+        )[0]
+        is None
+    )
+
+
+def test_affine_accepts_non_contiguous_input(backend, dtype, data):
+    X = np.asfortranarray(data["X"])[::2]
+    Z = get_backend(backend).affine(
+        to(backend, X, dtype), to(backend, data["W"], dtype), to(backend, data["b"], dtype)
+    )
+    np.testing.assert_allclose(
+        back(backend, Z), X @ data["W"].T + data["b"], **tolerance(backend, dtype)
+    )
+
+
+@pytest.mark.parametrize("activation", list(REFERENCE_ACTIVATIONS))
+def test_activation_and_backprop(backend, dtype, data, activation):
+    forward, backward = REFERENCE_ACTIVATIONS[activation]
+    b = get_backend(backend)
+    tol = tolerance(backend, dtype)
+    H = getattr(b, activation)(to(backend, data["Z"], dtype))
+    H_ref = forward(data["Z"])
+    np.testing.assert_allclose(back(backend, H), H_ref, **tol)
+    dZ = getattr(b, "backprop_" + activation)(to(backend, data["dZ"], dtype), H)
+    np.testing.assert_allclose(back(backend, dZ), backward(data["dZ"], H_ref), **tol)
+
+
+@pytest.mark.parametrize("activation", list(REFERENCE_ACTIVATIONS))
+def test_dense_forward_backward_compose_the_ops(backend, dtype, data, activation):
+    forward, backward = REFERENCE_ACTIVATIONS[activation]
+    X, W, bias = data["X"], data["W"], data["b"]
+    b = get_backend(backend)
+    tol = tolerance(backend, dtype)
+    H = b.dense_forward(
+        to(backend, X, dtype), to(backend, W, dtype), to(backend, bias, dtype), activation
+    )
+    H_ref = forward(X @ W.T + bias)
+    np.testing.assert_allclose(back(backend, H), H_ref, **tol)
+    dX, dW, db = b.dense_backward(
+        to(backend, data["dZ"], dtype), to(backend, X, dtype), to(backend, W, dtype), H, activation
+    )
+    dZ_ref = backward(data["dZ"], H_ref)
+    np.testing.assert_allclose(back(backend, dW), dZ_ref.T @ X, **tol)
+    np.testing.assert_allclose(back(backend, db), dZ_ref.sum(axis=0), **tol)
+    np.testing.assert_allclose(back(backend, dX), dZ_ref @ W, **tol)
+
+
+@pytest.mark.parametrize("z", [-1e30, -1000.0, -50.0, 0.0, 50.0, 1000.0, 1e30])
+def test_sigmoid_is_finite_and_exact_for_extreme_inputs(backend, dtype, z):
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        h = back(backend, get_backend(backend).sigmoid(to(backend, np.array([[z]]), dtype)))
+    assert np.isfinite(h).all() and 0 <= h[0, 0] <= 1
+    if abs(z) < 80:  # in range of exp for both dtypes: compare with the closed form
+        np.testing.assert_allclose(h[0, 0], 1 / (1 + np.exp(-z)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e3, 1e30])
+def test_softmax_cross_entropy_is_stable(backend, dtype, rng, scale):
+    if dtype == "float32" and scale > 1e30:
+        pytest.skip("beyond float32 range")
+    Z = rng.normal(size=(6, 4)) * scale
+    y = np.array([0, 1, 2, 3, 0, 1])
+    b = get_backend(backend)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        loss, dZ = b.softmax_cross_entropy(to(backend, Z, dtype), b.asarray(y))
+    loss_ref = -ref_log_softmax(Z)[np.arange(6), y].mean()
+    P = np.exp(ref_log_softmax(Z))
+    P[np.arange(6), y] -= 1
+    np.testing.assert_allclose(float(loss), loss_ref, rtol=1e-5)
+    np.testing.assert_allclose(back(backend, dZ), P / 6, **tolerance(backend, dtype))
+
+
+def test_cross_entropy_one_hot_equals_labels(backend, dtype, data):
+    b = get_backend(backend)
+    y = np.array([2, 0, 1, 1, 0, 2, 2])
+    loss_ids, dZ_ids = b.softmax_cross_entropy(to(backend, data["Z"], dtype), b.asarray(y))
+    loss_hot, dZ_hot = b.softmax_cross_entropy(
+        to(backend, data["Z"], dtype), to(backend, np.eye(3)[y], dtype)
+    )
+    np.testing.assert_allclose(float(loss_ids), float(loss_hot), rtol=1e-6)
+    np.testing.assert_allclose(
+        back(backend, dZ_ids), back(backend, dZ_hot), **tolerance(backend, dtype)
+    )
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e3, 1e30])
+def test_sigmoid_binary_cross_entropy_is_stable(backend, dtype, rng, scale):
+    Z = rng.normal(size=(5, 2)) * scale
+    T = rng.integers(0, 2, size=(5, 2)).astype(float)
+    b = get_backend(backend)
+    loss, dZ = b.sigmoid_binary_cross_entropy(to(backend, Z, dtype), to(backend, T, dtype))
+    loss_ref = np.mean(np.maximum(Z, 0) - Z * T + np.log1p(np.exp(-np.abs(Z))))
+    np.testing.assert_allclose(float(loss), loss_ref, rtol=1e-5)
+    np.testing.assert_allclose(
+        back(backend, dZ), (ref_sigmoid(Z) - T) / Z.size, **tolerance(backend, dtype)
+    )
+
+
+def test_mse_matches_pytorch_convention(backend, dtype, data):
+    H, T = data["Z"], data["dZ"]
+    b = get_backend(backend)
+    loss, dH = b.mse(to(backend, H, dtype), to(backend, T, dtype))
+    np.testing.assert_allclose(float(loss), np.mean((H - T) ** 2), rtol=1e-5)
+    np.testing.assert_allclose(back(backend, dH), 2 * (H - T) / H.size, **tolerance(backend, dtype))
+
+
+def test_all_finite(backend):
+    b = get_backend(backend)
+    ok = b.asarray(np.ones(3))
+    assert b.all_finite([ok, ok])
+    assert not b.all_finite([ok, b.asarray(np.array([1.0, np.nan]))])
+    assert not b.all_finite([b.asarray(np.array([np.inf]))])

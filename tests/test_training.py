@@ -1,0 +1,236 @@
+"""The training loop, the optimizers and the models learning real problems."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import tolerance
+
+import fastnn
+from fastnn.datasets import make_lecture_toy, make_spirals, make_xor
+
+
+def test_lecture_toy_cost_curve_falls(backend, dtype):
+    X, y = make_lecture_toy()
+    model = fastnn.MLP(
+        [2, 5, 1],
+        activation="sigmoid",
+        output="sigmoid",
+        loss="mse",
+        backend=backend,
+        dtype=dtype,
+        seed=0,
+    )
+    history = model.fit(X, y, epochs=2000, batch_size=2, optimizer="sgd", lr=1.0)
+    cost = history["loss"]
+    assert len(cost) == 2000
+    assert cost[-1] < 0.01 * cost[0]
+    assert all(b <= a + 1e-7 for a, b in zip(cost, cost[1:])), "full-batch GD cost must not rise"
+
+
+def test_xor_is_solved(backend):
+    X, y = make_xor()
+    model = fastnn.MLP([2, 8, 2], activation="tanh", loss="cross_entropy", backend=backend, seed=0)
+    model.fit(X, y, epochs=300, batch_size=4, optimizer="momentum", lr=0.1)
+    assert model.predict(X).tolist() == [0, 1, 1, 0]
+
+
+def test_spirals_are_learned(backend):
+    X, y = make_spirals(seed=0)
+    model = fastnn.MLP(
+        [2, 64, 64, 2], activation="relu", loss="cross_entropy", backend=backend, seed=0
+    )
+    model.fit(X, y, epochs=300, batch_size=32, optimizer="momentum", lr=0.05)
+    assert model.evaluate(X, y)["accuracy"] > 0.95
+
+
+def test_digits_test_accuracy(backend, digits):
+    X_train, X_test, y_train, y_test = digits
+    model = fastnn.MLP(
+        [64, 64, 10], activation="relu", loss="cross_entropy", backend=backend, seed=0
+    )
+    history = model.fit(
+        X_train,
+        y_train,
+        epochs=40,
+        batch_size=32,
+        optimizer="momentum",
+        lr=0.05,
+        validation_data=(X_test, y_test),
+    )
+    assert set(history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert all(len(v) == 40 for v in history.values())
+    accuracy = model.evaluate(X_test, y_test)["accuracy"]
+    assert accuracy >= 0.95
+    assert history["val_accuracy"][-1] == pytest.approx(accuracy)
+    assert (model.predict(X_test) == y_test).mean() == pytest.approx(accuracy)
+
+
+def test_binary_classifier_and_regressor_outputs(backend, rng):
+    X = rng.normal(size=(200, 3))
+    y_bin = (X[:, 0] + X[:, 1] > 0).astype(int)
+    clf = fastnn.MLP(
+        [3, 8, 1], activation="tanh", loss="binary_cross_entropy", backend=backend, seed=0
+    )
+    clf.fit(X, y_bin, epochs=50, batch_size=16, lr=0.5)
+    assert clf.predict(X).shape == (200,) and clf.evaluate(X, y_bin)["accuracy"] > 0.95
+    assert clf.predict_proba(X).shape == (200, 1)
+    y_reg = X @ np.array([1.0, -2.0, 0.5]) + 0.3
+    reg = fastnn.MLP([3, 1], loss="mse", backend=backend, dtype="float64", seed=0)
+    reg.fit(X, y_reg, epochs=100, batch_size=20, lr=0.05)
+    assert reg.predict(X).shape == (200, 1)
+    assert reg.evaluate(X, y_reg)["loss"] < 1e-6
+    assert "accuracy" not in reg.evaluate(X, y_reg)
+    with pytest.raises(TypeError, match="predict_proba needs a classifier"):
+        reg.predict_proba(X)
+
+
+def test_epoch_loss_is_weighted_by_batch_size(rng):
+    # 10 samples in batches of 4: 4 + 4 + 2. With lr tiny the weights barely move, so the
+    # epoch loss must equal the full-data loss, which an unweighted mean would miss.
+    X = rng.normal(size=(10, 3))
+    y = rng.normal(size=10)
+    model = fastnn.MLP([3, 1], loss="mse", dtype="float64", seed=0)
+    full = model.evaluate(X, y)["loss"]
+    history = model.fit(X, y, epochs=1, batch_size=4, lr=1e-12, shuffle=False)
+    assert history["loss"][0] == pytest.approx(full, rel=1e-9)
+
+
+def test_same_seed_same_run_and_shuffle_matters(rng):
+    X = rng.normal(size=(50, 4))
+    y = rng.integers(0, 3, size=50)
+
+    def run(seed, shuffle=True):
+        m = fastnn.MLP([4, 6, 3], loss="cross_entropy", dtype="float64", seed=seed)
+        return m.fit(X, y, epochs=3, batch_size=7, lr=0.1, shuffle=shuffle)["loss"]
+
+    assert run(0) == run(0)
+    assert run(0) != run(0, shuffle=False)
+
+
+def test_backends_and_dtypes_follow_the_float64_trajectory(backend, dtype, rng):
+    X = rng.normal(size=(45, 6))
+    y = rng.integers(0, 4, size=45)
+    kwargs = dict(activation="tanh", loss="cross_entropy", seed=11)
+    reference = fastnn.MLP([6, 10, 4], backend="numpy", dtype="float64", **kwargs)
+    model = fastnn.MLP([6, 10, 4], backend=backend, dtype=dtype, **kwargs)
+    fit = dict(epochs=3, batch_size=8, optimizer="momentum", lr=0.05)
+    ref_history = reference.fit(X, y, **fit)
+    history = model.fit(X, y, **fit)
+    tol = tolerance(backend, dtype)
+    np.testing.assert_allclose(history["loss"], ref_history["loss"], **tol)
+    for (W, b), (rW, rb) in zip(model.get_weights(), reference.get_weights()):
+        np.testing.assert_allclose(W, rW, **tol)
+        np.testing.assert_allclose(b, rb, **tol)
+
+
+def reference_update(name, w, g, state, lr, wd, t):
+    g = g + wd * w
+    if name == "sgd":
+        return w - lr * g
+    if name in ("momentum", "nesterov"):
+        state["v"] = 0.9 * state.get("v", 0) + g
+        step = g + 0.9 * state["v"] if name == "nesterov" else state["v"]
+        return w - lr * step
+    b1, b2, eps = 0.9, 0.999, 1e-8
+    state["m"] = b1 * state.get("m", 0) + (1 - b1) * g
+    state["s"] = b2 * state.get("s", 0) + (1 - b2) * g * g
+    m_hat = state["m"] / (1 - b1**t)
+    s_hat = state["s"] / (1 - b2**t)
+    return w - lr * m_hat / (np.sqrt(s_hat) + eps)
+
+
+@pytest.mark.parametrize("name", ["sgd", "momentum", "nesterov", "adam"])
+@pytest.mark.parametrize("weight_decay", [0.0, 0.1])
+def test_optimizer_steps_match_their_formulas(backend, name, weight_decay, rng):
+    X = rng.normal(size=(6, 3))
+    y = rng.normal(size=(6, 2))
+    model = fastnn.MLP(
+        [3, 2], activation="identity", loss="mse", backend=backend, dtype="float64", seed=0
+    )
+    W, b = (a.copy() for a in model.get_weights()[0])
+    states = ({}, {})
+    for t in range(1, 4):
+        ((dW, db),) = model.gradients(X, y)
+        W = reference_update(name, W, dW, states[0], 0.1, weight_decay, t)
+        b = reference_update(name, b, db, states[1], 0.1, 0.0, t)  # biases do not decay
+        model.fit(
+            X,
+            y,
+            epochs=1,
+            batch_size=6,
+            optimizer=model.optimizer if t > 1 else name,
+            lr=None if t > 1 else 0.1,
+            weight_decay=None if t > 1 else weight_decay,
+            shuffle=False,
+        )
+        np.testing.assert_allclose(model.get_weights()[0][0], W, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(model.get_weights()[0][1], b, rtol=1e-12, atol=1e-14)
+
+
+def test_optimizer_instances_and_names():
+    opt = fastnn.SGD(lr=0.1, momentum=0.5)
+    model = fastnn.MLP([2, 2], loss="mse", seed=0)
+    model.fit(np.ones((3, 2)), np.ones((3, 2)), epochs=1, optimizer=opt)
+    assert model.optimizer is opt and opt.t == 1
+    with pytest.raises(ValueError, match="optimizer instance"):
+        model.fit(np.ones((3, 2)), np.ones((3, 2)), optimizer=opt, lr=0.1)
+    with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'; choose one of: sgd"):
+        model.fit(np.ones((3, 2)), np.ones((3, 2)), optimizer="rmsprop")
+    with pytest.raises(ValueError, match="nesterov=True needs momentum"):
+        fastnn.SGD(nesterov=True)
+
+
+def test_early_stopping_restores_the_best_weights(rng):
+    X = rng.normal(size=(40, 3))
+    y = rng.integers(0, 2, size=40)  # noise: validation loss soon stops improving
+    Xv, yv = rng.normal(size=(40, 3)), rng.integers(0, 2, size=40)
+    model = fastnn.MLP([3, 32, 2], loss="cross_entropy", dtype="float64", seed=0)
+    history = model.fit(
+        X,
+        y,
+        epochs=500,
+        batch_size=8,
+        optimizer="adam",
+        lr=0.01,
+        validation_data=(Xv, yv),
+        patience=5,
+    )
+    epochs_run = len(history["loss"])
+    assert epochs_run < 500
+    best = int(np.argmin(history["val_loss"]))
+    assert epochs_run == best + 1 + 5
+    assert model.evaluate(Xv, yv)["loss"] == pytest.approx(history["val_loss"][best], rel=1e-9)
+
+
+def test_divergence_names_epoch_and_batch_and_keeps_finite_weights(backend, rng):
+    X = rng.normal(size=(64, 4)) * 100
+    y = rng.normal(size=64) * 1e3
+    model = fastnn.MLP([4, 16, 1], activation="relu", loss="mse", backend=backend, seed=0)
+    with pytest.raises(
+        fastnn.TrainingDivergedError, match=r"epoch \d+, batch \d+.*lower learning rate"
+    ) as info:
+        model.fit(X, y, epochs=50, batch_size=8, optimizer="sgd", lr=10.0)
+    assert info.value.epoch >= 1 and info.value.batch >= 1
+    for W, b in model.get_weights():
+        assert np.isfinite(W).all() and np.isfinite(b).all()
+    assert len(model.history["loss"]) == info.value.epoch - 1
+
+
+def test_progress_bar_writes_to_stderr(capsys, rng):
+    model = fastnn.MLP([2, 1], loss="mse", seed=0)
+    model.fit(rng.normal(size=(8, 2)), rng.normal(size=8), epochs=2, progress=True)
+    assert "2/2" in capsys.readouterr().err
+    model.fit(rng.normal(size=(8, 2)), rng.normal(size=8), epochs=2, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_odd_sizes(backend, dtype, rng):
+    # one sample, batch larger than the data, one output, batch not dividing the data
+    model = fastnn.MLP([3, 1], loss="mse", backend=backend, dtype=dtype, seed=0)
+    model.fit(rng.normal(size=(1, 3)), rng.normal(size=1), epochs=2, batch_size=5)
+    model.fit(rng.normal(size=(10, 3)), rng.normal(size=10), epochs=2, batch_size=3)
+    assert model.predict(rng.normal(size=(1, 3))).shape == (1, 1)
+    clf = fastnn.MLP([3, 2], loss="cross_entropy", backend=backend, dtype=dtype, seed=0)
+    clf.fit(rng.normal(size=(7, 3)), np.array([0, 1, 0, 1, 1, 0, 1]), epochs=1, batch_size=3)
+    assert clf.predict(rng.normal(size=(1, 3))).shape == (1,)
