@@ -171,9 +171,9 @@ class Backend:
         return loss, P
 
     def sigmoid_binary_cross_entropy(self, Z: Any, T: Any) -> tuple:
-        """From logits: ``L = mean(max(Z,0) - Z T + log(1 + exp(-|Z|)))``, ``dZ = (sigma(Z)-T)/size``.
+        """From logits: ``L = mean(max(Z,0) - Z T + log1p(exp(-|Z|)))``, ``dZ = (sig(Z)-T)/size``.
 
-        The loss over all elements is averaged (as PyTorch's ``BCEWithLogitsLoss``).
+        The mean runs over all elements (as PyTorch's ``BCEWithLogitsLoss``).
         """
         xp = self.xp
         loss = (xp.maximum(Z, 0) - Z * T + xp.log1p(xp.exp(-xp.abs(Z)))).mean()
