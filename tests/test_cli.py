@@ -1,0 +1,129 @@
+"""The fastnn command line."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn.cli import main
+
+
+def test_train_with_no_options_uses_the_bundled_digits(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train"]) == 0
+    out = capsys.readouterr().out
+    accuracy = float(re.search(r"test accuracy ([0-9.]+)", out).group(1))
+    assert accuracy >= 0.95, out
+    model = fastnn.load(tmp_path / "model.safetensors")
+    assert model.sizes == [64, 64, 10]
+    assert (tmp_path / "cost.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_train_options(tmp_path, capsys):
+    code = main(
+        [
+            "train",
+            "--data",
+            "xor",
+            "--hidden",
+            "8",
+            "--activation",
+            "tanh",
+            "--epochs",
+            "300",
+            "--batch-size",
+            "4",
+            "--lr",
+            "0.1",
+            "--optimizer",
+            "nesterov",
+            "--dtype",
+            "float64",
+            "--seed",
+            "3",
+            "--backend",
+            "numpy",
+            "--model-out",
+            str(tmp_path / "xor.safetensors"),
+            "--no-plot",
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    assert "test accuracy 1.0000" in capsys.readouterr().out
+    model = fastnn.load(tmp_path / "xor.safetensors")
+    assert model.dtype == "float64" and model.sizes == [2, 8, 2]
+
+
+def test_train_on_a_csv_file_for_regression(tmp_path, capsys, rng):
+    X = rng.normal(size=(80, 2))
+    y = X @ [1.0, -1.0]
+    np.savetxt(tmp_path / "r.csv", np.column_stack([X, y]), delimiter=",", header="a,b,y")
+    code = main(
+        [
+            "train",
+            "--data",
+            str(tmp_path / "r.csv"),
+            "--loss",
+            "mse",
+            "--hidden",
+            "--scale",
+            "standard",
+            "--plot-out",
+            str(tmp_path / "c.png"),
+            "--model-out",
+            str(tmp_path / "r.safetensors"),
+        ]
+    )
+    assert code == 0
+    assert "test loss" in capsys.readouterr().out and (tmp_path / "c.png").exists()
+
+
+def test_errors_are_reported_without_traceback(tmp_path, capsys):
+    assert main(["train", "--data", str(tmp_path / "missing.npz"), "--no-plot"]) == 1
+    assert "no data file" in capsys.readouterr().err
+    assert (
+        main(
+            ["train", "--epochs", "0", "--no-plot", "--model-out", str(tmp_path / "m.safetensors")]
+        )
+        == 1
+    )
+    assert "epochs must be an int >= 1" in capsys.readouterr().err
+
+
+def test_help_explains_every_option():
+    out = subprocess.run(
+        [sys.executable, "-m", "fastnn", "train", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for option in (
+        "--data",
+        "--hidden",
+        "--activation",
+        "--loss",
+        "--optimizer",
+        "--lr",
+        "--epochs",
+        "--batch-size",
+        "--backend",
+        "--dtype",
+        "--seed",
+        "--model-out",
+        "--plot-out",
+    ):
+        assert option in out
+    assert main([]) == 2
+
+
+def test_missing_matplotlib_is_reported_before_training(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(SystemExit, match=r"pip install 'fastnn\[plot\]'"):
+        main(["train", "--model-out", str(tmp_path / "m.safetensors")])
+    assert not (tmp_path / "m.safetensors").exists()

@@ -1,0 +1,26 @@
+"""The README's code runs, and its commands are the ones CI runs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+PYTHON_BLOCKS = re.findall(r"```python\n(.*?)```", README, flags=re.S)
+
+
+@pytest.mark.parametrize("index", range(len(PYTHON_BLOCKS)))
+def test_readme_python_blocks_run(index, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    exec(compile(PYTHON_BLOCKS[index], f"README.md python block {index}", "exec"), {})
+
+
+def test_readme_commands_are_what_ci_runs():
+    bash_blocks = re.findall(r"```bash\n(.*?)```", README, flags=re.S)
+    train_command, test_command = bash_blocks[0].strip(), bash_blocks[1].strip()
+    assert train_command == 'pip install ".[plot]" && fastnn train'
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert test_command in ci.splitlines(), "CI must run the README's test command verbatim"
