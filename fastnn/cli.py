@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fastnn",
         description="Train multilayer perceptrons from first principles.",
+        epilog="Run 'fastnn COMMAND --help' for the options of a command, each explained.",
     )
     parser.add_argument("--version", action="version", version=f"fastnn {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
