@@ -7,6 +7,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -132,7 +133,105 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="progress bar (default: when the terminal shows it)",
     )
+    add_bench_parser(commands)
     return parser
+
+
+BENCH_HELP = """\
+Time fastnn's backends against PyTorch (eager, CPU threads = cores), scikit-learn's
+MLPClassifier(solver="sgd") and the plain NumPy code a tutorial would write, on synthetic
+MNIST-shaped data, all from the same initial weights. Every workload is first checked
+against the NumPy float64 reference (one SGD step), then timed (median of rounds, after
+warm-up) in this one process.
+
+Architectures: S 784-128-10 (batch 128), M 784-512-256-10 (batch 256),
+L 784-2048-2048-10 (batch 1024), lecture 2-5-1 sigmoid (2 samples, full batch).
+Kinds: train_step (forward, backward, SGD update on one batch), epoch (a whole pass
+over 8192 samples, 4096 for L, as a user calls fit), infer_batch1 (latency of one
+sample), infer_large (throughput at batch 8192).
+
+Reading the table: samples/s is throughput; GFLOP/s counts the matrix products
+(training: (6 W - 2 W_1) n, since nobody computes the first layer's input gradient;
+inference: 2 W n; W = number of weights); '% peak' compares that with a 2048^3 GEMM
+of this machine's BLAS measured in the same run; 'x fastnn[numpy]' and 'x pytorch'
+are speed ratios against those rows (above 1: faster). Peers that are not installed
+are listed as skipped, with the install command."""
+
+
+def add_bench_parser(commands: Any) -> None:
+    """The ``fastnn bench`` subcommand."""
+    from .benchmarking.suite import KINDS, PEERS
+    from .benchmarking.workloads import ARCHITECTURES
+
+    bench = commands.add_parser(
+        "bench",
+        help="benchmark backends against PyTorch, scikit-learn and plain NumPy",
+        description=BENCH_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    bench.add_argument(
+        "--arch",
+        nargs="+",
+        choices=list(ARCHITECTURES),
+        default=list(ARCHITECTURES),
+        help="architectures (default: all)",
+    )
+    bench.add_argument(
+        "--kind", nargs="+", choices=KINDS, default=list(KINDS), help="what to time (default: all)"
+    )
+    bench.add_argument(
+        "--dtype",
+        nargs="+",
+        choices=list(DTYPES),
+        default=["float32"],
+        help="dtypes (default: float32)",
+    )
+    bench.add_argument(
+        "--backend",
+        nargs="+",
+        choices=known_backends(),
+        default=None,
+        help="fastnn backends (default: every one available here)",
+    )
+    bench.add_argument(
+        "--peers",
+        nargs="*",
+        choices=PEERS,
+        default=["pytorch", "scikit-learn", "numpy-tutorial"],
+        help="peers to compare with (pytorch-cuda needs a GPU; none: --peers)",
+    )
+    bench.add_argument(
+        "--min-time",
+        type=float,
+        default=0.5,
+        help="seconds of timing per workload (more: steadier numbers)",
+    )
+    bench.add_argument(
+        "--json",
+        type=Path,
+        default=Path("bench-results.json"),
+        help="where to save the full results",
+    )
+    bench.add_argument(
+        "--png",
+        type=Path,
+        default=Path("bench.png"),
+        help="where to draw the chart (needs matplotlib)",
+    )
+    bench.add_argument("--no-plot", action="store_true", help="do not draw the chart")
+    bench.add_argument(
+        "--compare",
+        type=Path,
+        metavar="OLD_JSON",
+        help="also show the change against an earlier --json file",
+    )
+    bench.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    bench.add_argument(
+        "--readme",
+        type=Path,
+        metavar="README",
+        help="rewrite the Performance section of this README with the results",
+    )
 
 
 def load_data(args: argparse.Namespace) -> tuple[np.ndarray, ...]:
@@ -201,7 +300,7 @@ def _require_matplotlib() -> None:
         import matplotlib  # noqa: F401
     except ImportError:
         raise SystemExit(
-            "fastnn train: drawing the cost curve needs matplotlib: "
+            "fastnn: drawing charts needs matplotlib: "
             "pip install 'fastnn[plot]' (or pass --no-plot)"
         ) from None
 
@@ -251,6 +350,36 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
+def bench(args: argparse.Namespace) -> int:
+    """Run ``fastnn bench``; returns the exit code."""
+    from .benchmarking import report
+    from .benchmarking.suite import default_backends
+
+    if not args.no_plot:
+        _require_matplotlib()
+    old = report.load(args.compare) if args.compare else None
+    backends = args.backend or default_backends()
+    results = report.run(
+        args.arch, args.kind, args.dtype, backends, tuple(args.peers), min_time=args.min_time
+    )
+    print(report.format_ceilings(results))
+    print()
+    print(report.format_table(report.table_rows(results), markdown=args.markdown))
+    report.save(results, args.json)
+    print(f"\nresults written to {args.json}")
+    if old is not None:
+        print()
+        print(report.compare(results, old))
+    if not args.no_plot:
+        report.chart(results, args.png)
+        print(f"chart written to {args.png}")
+    if args.readme:
+        command = " ".join(["fastnn", *sys.argv[1:]])
+        report.update_readme(args.readme, results, command)
+        print(f"performance section of {args.readme} updated")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fastnn`` command."""
     parser = build_parser()
@@ -259,7 +388,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return train(args)
+        return {"train": train, "bench": bench}[args.command](args)
     except (ValueError, TypeError, FileNotFoundError, OSError, ImportError) as exc:
         print(f"fastnn {args.command}: error: {exc}", file=sys.stderr)
         return 1

@@ -1,0 +1,74 @@
+"""What the numbers were measured on: CPU, cores, thread settings, library versions."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+from importlib import metadata
+from typing import Any
+
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "NUMBA_NUM_THREADS",
+    "NUMBA_THREADING_LAYER",
+    "OPENBLAS_CORETYPE",
+)
+
+
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cores() -> int:
+    """Cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def blas_threads() -> list[dict[str, Any]]:
+    """Thread pools of the loaded BLAS/OpenMP libraries (needs threadpoolctl)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return [{"note": "install threadpoolctl to report BLAS threads"}]
+    keys = ("internal_api", "version", "num_threads", "threading_layer", "architecture")
+    return [{k: pool.get(k) for k in keys} for pool in threadpool_info()]
+
+
+def versions(
+    packages: tuple[str, ...] = ("fastnn", "numpy", "numba", "cupy", "torch", "scikit-learn"),
+) -> dict[str, str]:
+    """Installed versions of the libraries the benchmarks touch."""
+    found = {}
+    for name in packages:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def describe() -> dict[str, Any]:
+    """Everything above, plus the date and the thread-related environment variables."""
+    return {
+        "date": datetime.date.today().isoformat(),
+        "cpu": cpu_model(),
+        "cores": cores(),
+        "python": platform.python_version(),
+        "blas": blas_threads(),
+        "environment": {k: os.environ[k] for k in THREAD_VARIABLES if k in os.environ},
+        "versions": versions(),
+    }

@@ -1,0 +1,113 @@
+"""Building the set of workloads to compare, and measuring the machine's ceilings for them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from fastnn.backends import available_backends
+
+from . import peers
+from .ceilings import gemm_gflops
+from .timer import measure
+from .workloads import (
+    CHECK_TOLERANCE,
+    Architecture,
+    Workload,
+    fastnn_epoch,
+    fastnn_inference,
+    fastnn_train_step,
+)
+
+KINDS = ("train_step", "epoch", "infer_batch1", "infer_large")
+PEERS = ("pytorch", "scikit-learn", "numpy-tutorial", "pytorch-cuda")
+LARGE_BATCH = 8192
+
+
+def builders(
+    arch: Architecture, kind: str, dtype: str, backends: list[str], peer_names: tuple[str, ...]
+) -> Iterator[tuple[str, Callable[[], Workload]]]:
+    """``(implementation, build)`` pairs for one architecture and kind; building may raise
+    :class:`~fastnn.benchmarking.peers.PeerUnavailable`."""
+    batch = {"infer_batch1": 1, "infer_large": LARGE_BATCH}.get(kind)
+    for backend in backends:
+        name = f"fastnn[{backend}]"
+        if kind == "train_step":
+            yield name, lambda b=backend: fastnn_train_step(arch, b, dtype)
+        elif kind == "epoch":
+            yield name, lambda b=backend: fastnn_epoch(arch, b, dtype)
+        else:
+            yield name, lambda b=backend: fastnn_inference(arch, b, dtype, batch)
+    for peer in peer_names:
+        device = "cuda" if peer == "pytorch-cuda" else "cpu"
+        if peer in ("pytorch", "pytorch-cuda"):
+            build = {
+                "train_step": lambda d=device: peers.torch_train_step(arch, dtype, d),
+                "epoch": lambda d=device: peers.torch_epoch(arch, dtype, d),
+            }.get(kind, lambda d=device: peers.torch_inference(arch, dtype, batch, d))
+            yield peer, build
+        elif peer == "scikit-learn" and kind == "epoch":
+            yield peer, lambda: peers.sklearn_epoch(arch, dtype)
+        elif peer == "numpy-tutorial" and kind == "train_step":
+            yield peer, lambda: peers.tutorial_train_step(arch, dtype)
+
+
+@dataclass
+class Result:
+    """One measured workload."""
+
+    implementation: str
+    arch: str
+    kind: str
+    dtype: str
+    seconds: float  # per call
+    samples_per_s: float
+    gflops: float
+    deviation: float | None  # from the float64 reference after one step
+    info: dict
+
+
+def run_workload(workload: Workload, min_time: float) -> Result:
+    """Check the workload against the float64 reference, then time it."""
+    error = workload.check()
+    if error is not None and error > CHECK_TOLERANCE[workload.dtype]:
+        raise AssertionError(
+            f"{workload.implementation} {workload.arch.name} {workload.kind} {workload.dtype}: "
+            f"deviates {error:.2e} from the float64 reference "
+            f"(tolerance {CHECK_TOLERANCE[workload.dtype]:.0e}); not timing a wrong result"
+        )
+    rounds = 3 if workload.kind == "epoch" else 5
+    seconds = measure(workload.run, min_time=min_time, rounds=rounds)
+    return Result(
+        workload.implementation,
+        workload.arch.name,
+        workload.kind,
+        workload.dtype,
+        seconds,
+        workload.samples / seconds,
+        workload.flops / seconds / 1e9,
+        error,
+        workload.info,
+    )
+
+
+def step_gemm_gflops(arch: Architecture, dtype: str) -> float:
+    """GFLOP/s of the BLAS doing just the matrix products of one training step of ``arch``
+    (forward, weight gradients, and input gradients but the first layer's)."""
+    n = arch.batch
+    shapes = []
+    for i, (n_in, n_out) in enumerate(zip(arch.sizes[:-1], arch.sizes[1:], strict=True)):
+        shapes.append((n, n_in, n_out))  # Z = X @ W.T
+        shapes.append((n_out, n, n_in))  # dW = dZ.T @ X
+        if i:
+            shapes.append((n, n_out, n_in))  # dX = dZ @ W
+    flops = sum(2.0 * m * k * p for m, k, p in shapes)
+    seconds = sum(
+        2.0 * m * k * p / (gemm_gflops(m, k, p, dtype, min_time=0.1) * 1e9) for m, k, p in shapes
+    )
+    return flops / seconds / 1e9
+
+
+def default_backends() -> list[str]:
+    """Every backend that can run here."""
+    return available_backends()

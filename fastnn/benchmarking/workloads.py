@@ -1,0 +1,216 @@
+"""The benchmark networks, their data, and fastnn's workloads on them.
+
+Every workload starts from the same initial weights (fastnn's seeded initialization)
+on the same synthetic data, so its first training step can be checked against the NumPy
+float64 reference before it is timed.
+
+FLOP counts (multiply-add = 2 flops; elementwise work is not counted):
+
+* inference: ``2 * W * n`` with ``W`` the number of weights (biases ignored);
+* training step: forward ``2 W n``, weight gradients ``2 W n``, input gradients
+  ``2 (W - W_1) n``: the first layer's input gradient is not needed and neither fastnn
+  nor PyTorch computes it, so it is not counted. That is ``(6 W - 2 W_1) n``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+import fastnn
+
+LR = 0.01
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A benchmark network: layer sizes, activations, loss and batch size."""
+
+    name: str
+    sizes: tuple[int, ...]
+    activation: str
+    output: str
+    loss: str
+    batch: int
+    epoch_samples: int
+
+    @property
+    def weights(self) -> int:
+        return sum(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:], strict=True))
+
+    @property
+    def first_layer_weights(self) -> int:
+        return self.sizes[0] * self.sizes[1]
+
+    def train_flops(self, n: int) -> float:
+        return float((6 * self.weights - 2 * self.first_layer_weights) * n)
+
+    def infer_flops(self, n: int) -> float:
+        return float(2 * self.weights * n)
+
+    def describe(self) -> str:
+        return "-".join(map(str, self.sizes))
+
+
+ARCHITECTURES = {
+    "S": Architecture("S", (784, 128, 10), "relu", "softmax", "cross_entropy", 128, 8192),
+    "M": Architecture("M", (784, 512, 256, 10), "relu", "softmax", "cross_entropy", 256, 8192),
+    "L": Architecture("L", (784, 2048, 2048, 10), "relu", "softmax", "cross_entropy", 1024, 4096),
+    "lecture": Architecture("lecture", (2, 5, 1), "sigmoid", "sigmoid", "mse", 2, 2),
+}
+
+
+def data(arch: Architecture, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Synthetic inputs in [0, 1) of the architecture's width, and targets for its loss."""
+    rng = np.random.default_rng(seed)
+    X = rng.random((n, arch.sizes[0]))
+    if arch.loss == "cross_entropy":
+        return X, rng.integers(0, arch.sizes[-1], size=n)
+    return X, rng.random(n)
+
+
+def reference_model(arch: Architecture, dtype: str = "float64", backend: str = "numpy"):
+    """The architecture as a fastnn model with the benchmark's seed."""
+    return fastnn.MLP(
+        list(arch.sizes),
+        activation=arch.activation,
+        output=arch.output,
+        loss=arch.loss,
+        backend=backend,
+        dtype=dtype,
+        seed=0,
+    )
+
+
+def reference_step(arch: Architecture) -> list[np.ndarray]:
+    """Weights ``[W1, b1, ...]`` after one float64 SGD step on the first batch."""
+    model = reference_model(arch)
+    X, y = data(arch, arch.batch)
+    model.fit(X, y, epochs=1, batch_size=arch.batch, optimizer="sgd", lr=LR, shuffle=False)
+    return [a for pair in model.get_weights() for a in pair]
+
+
+def deviation(got: list[np.ndarray], want: list[np.ndarray]) -> float:
+    """Largest ``max|got - want| / max|want|`` over the tensors."""
+    return max(
+        float(np.max(np.abs(np.asarray(g, dtype=np.float64) - w)) / max(np.max(np.abs(w)), 1e-30))
+        for g, w in zip(got, want, strict=True)
+    )
+
+
+#: largest acceptable ``deviation`` from the float64 reference after one step
+CHECK_TOLERANCE = {"float32": 1e-4, "float64": 1e-10}
+
+
+@dataclass
+class Workload:
+    """A timed callable with what it computes.
+
+    ``run`` does ``samples`` samples of work worth ``flops``; ``check`` returns the
+    deviation of one training step from the float64 reference (None when the
+    workload has no step to check).
+    """
+
+    implementation: str
+    arch: Architecture
+    kind: str  # "train_step", "epoch", "infer_batch1", "infer_large"
+    dtype: str
+    samples: int
+    flops: float
+    run: Callable[[], Any]
+    check: Callable[[], float | None] = lambda: None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def fastnn_train_step(arch: Architecture, backend: str, dtype: str) -> Workload:
+    """One forward, backward and SGD update on a fixed batch."""
+    model = reference_model(arch, dtype, backend)
+    X, y = data(arch, arch.batch)
+    b = model.backend
+    Xd = b.asarray(X, dtype=dtype)
+    Td = model._targets_to_backend(y if arch.loss == "cross_entropy" else y.reshape(-1, 1))
+    opt = fastnn.SGD(lr=LR)
+
+    def step() -> None:
+        model.train_batch(Xd, Td)
+        opt.step(model)
+
+    return Workload(
+        f"fastnn[{backend}]",
+        arch,
+        "train_step",
+        dtype,
+        arch.batch,
+        arch.train_flops(arch.batch),
+        step,
+        _step_check(arch, backend, dtype),
+        {"backend": backend},
+    )
+
+
+def _step_check(arch: Architecture, backend: str, dtype: str) -> Callable[[], float]:
+    def check() -> float:
+        probe = reference_model(arch, dtype, backend)
+        X, y = data(arch, arch.batch)
+        probe.fit(X, y, epochs=1, batch_size=arch.batch, optimizer="sgd", lr=LR, shuffle=False)
+        got = [a for pair in probe.get_weights() for a in pair]
+        return deviation(got, reference_step(arch))
+
+    return check
+
+
+def fastnn_epoch(arch: Architecture, backend: str, dtype: str) -> Workload:
+    """``model.fit`` for one epoch over ``arch.epoch_samples`` samples, as a user calls it."""
+    model = reference_model(arch, dtype, backend)
+    X, y = data(arch, arch.epoch_samples)
+    X = X.astype(dtype)
+
+    def epoch() -> None:
+        model.fit(X, y, epochs=1, batch_size=arch.batch, optimizer="sgd", lr=LR, progress=False)
+
+    return Workload(
+        f"fastnn[{backend}]",
+        arch,
+        "epoch",
+        dtype,
+        arch.epoch_samples,
+        arch.train_flops(arch.epoch_samples),
+        epoch,
+        _step_check(arch, backend, dtype),
+        {"backend": backend},
+    )
+
+
+def fastnn_inference(arch: Architecture, backend: str, dtype: str, batch: int) -> Workload:
+    """``model.predict_proba`` (or ``predict`` for regressors) on ``batch`` samples."""
+    model = reference_model(arch, dtype, backend)
+    X, _ = data(arch, batch)
+    X = X.astype(dtype)
+    predict = model.predict_proba if model.is_classifier else model.predict
+    reference = reference_model(arch)
+
+    def check() -> float:
+        return deviation(
+            [predict(X)],
+            [
+                np.asarray(
+                    reference.predict_proba(X) if reference.is_classifier else reference.predict(X)
+                )
+            ],
+        )
+
+    kind = "infer_batch1" if batch == 1 else "infer_large"
+    return Workload(
+        f"fastnn[{backend}]",
+        arch,
+        kind,
+        dtype,
+        batch,
+        arch.infer_flops(batch),
+        lambda: predict(X),
+        check,
+        {"backend": backend},
+    )
