@@ -1,0 +1,113 @@
+"""The benchmark instrument itself: flop counts, correctness checks, the CLI and its report.
+
+These run tiny workloads; timings are never asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from fastnn.benchmarking import peers, report
+from fastnn.benchmarking.ops import OPS, op_workload
+from fastnn.benchmarking.workloads import (
+    ARCHITECTURES,
+    CHECK_TOLERANCE,
+    fastnn_epoch,
+    fastnn_inference,
+    fastnn_train_step,
+)
+from fastnn.cli import main
+
+S, LECTURE = ARCHITECTURES["S"], ARCHITECTURES["lecture"]
+
+
+def test_flop_counts():
+    assert S.weights == 784 * 128 + 128 * 10
+    # forward + weight gradients for both layers, input gradient for the second only
+    assert S.train_flops(1) == 2 * S.weights + 2 * S.weights + 2 * 128 * 10
+    assert S.infer_flops(3) == 6 * S.weights
+    assert ARCHITECTURES["L"].describe() == "784-2048-2048-10"
+
+
+@pytest.mark.parametrize("arch", [S, LECTURE], ids=["S", "lecture"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fastnn_workloads_pass_their_checks(backend, arch, dtype):
+    for workload in (
+        fastnn_train_step(arch, backend, dtype),
+        fastnn_epoch(arch, backend, dtype),
+        fastnn_inference(arch, backend, dtype, 3),
+    ):
+        assert workload.check() <= CHECK_TOLERANCE[dtype]
+        workload.run()
+
+
+def test_tutorial_numpy_matches_the_reference():
+    for arch in (S, LECTURE):
+        assert peers.tutorial_train_step(arch, "float64").check() <= CHECK_TOLERANCE["float64"]
+
+
+def test_pytorch_and_sklearn_peers_match_the_reference():
+    pytest.importorskip("torch", reason="PyTorch not installed: pip install torch")
+    pytest.importorskip("sklearn", reason="scikit-learn not installed: pip install scikit-learn")
+    assert peers.torch_train_step(LECTURE, "float64").check() <= 1e-10
+    assert peers.torch_train_step(S, "float32").check() <= CHECK_TOLERANCE["float32"]
+    assert peers.sklearn_epoch(S, "float64").check() <= 1e-10
+
+
+def test_a_wrong_peer_fails_its_check(monkeypatch):
+    monkeypatch.setattr(peers, "LR", peers.LR * 2)  # a different step than the reference's
+    assert peers.tutorial_train_step(LECTURE, "float64").check() > 1e-3
+
+
+def test_missing_peer_is_a_reason_not_a_crash(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # makes "import torch" fail
+    monkeypatch.setitem(sys.modules, "sklearn.neural_network", None)
+    with pytest.raises(peers.PeerUnavailable, match="pip install torch"):
+        peers.torch_train_step(S, "float32")
+    with pytest.raises(peers.PeerUnavailable, match="pip install scikit-learn"):
+        peers.sklearn_epoch(S, "float32")
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_every_op_workload_runs_and_checks(backend, op):
+    workload = op_workload(LECTURE, op, backend, "float32")
+    error = workload.check()
+    assert error is None or error <= CHECK_TOLERANCE["float32"]
+    workload.run()
+
+
+def test_fastnn_bench_cli_report_compare_and_readme(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    args = [
+        "bench",
+        "--arch",
+        "lecture",
+        "--kind",
+        "train_step",
+        "infer_batch1",
+        "--peers",
+        "numpy-tutorial",
+        "--min-time",
+        "0.01",
+        "--no-plot",
+        "--json",
+        str(out),
+    ]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "peak GEMM" in printed and "numpy-tutorial" in printed and "x fastnn[numpy]" in printed
+    data = json.loads(out.read_text())
+    assert {r["implementation"] for r in data["results"]} == {"fastnn[numpy]", "numpy-tutorial"}
+    assert all(np.isfinite(r["samples_per_s"]) for r in data["results"])
+    assert main([*args, "--compare", str(out), "--json", str(tmp_path / "r2.json")]) == 0
+    assert "new/old" in capsys.readouterr().out
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{report.README_START}\nold\n{report.README_END}\nrest\n")
+    report.update_readme(readme, data, "fastnn bench --arch lecture")
+    text = readme.read_text()
+    assert "old" not in text and "| lecture (2-5-1) | fastnn[numpy] |" in text
+    assert text.startswith("intro\n") and text.endswith("rest\n")
