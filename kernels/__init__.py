@@ -1,6 +1,6 @@
 """Fused compute kernels, installed as ``fastnn.kernels``.
 
-Numba CPU kernels (``*.py``) and CUDA C sources (``*.cu``) live here. They are pure:
-no imports from fastnn, nothing compiled at import time. Backends load them lazily.
-Nothing lives here yet: the NumPy reference backend needs no kernels.
+``dense.py``, ``optim.py`` and ``perceptron.py`` hold Numba CPU kernels used by the
+``numba`` backend. They are pure (no imports from fastnn) and compiled lazily, on first
+call, with an on-disk cache; importing this package imports nothing.
 """

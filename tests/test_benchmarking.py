@@ -89,6 +89,8 @@ def test_fastnn_bench_cli_report_compare_and_readme(tmp_path, capsys):
         "--kind",
         "train_step",
         "infer_batch1",
+        "--backend",
+        "numpy",
         "--peers",
         "numpy-tutorial",
         "--min-time",

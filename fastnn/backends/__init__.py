@@ -27,6 +27,9 @@ class _Entry:
 
 _REGISTRY: dict[str, _Entry] = {
     "numpy": _Entry("fastnn.backends.numpy_backend", "NumpyBackend", "numpy", "pip install numpy"),
+    "numba": _Entry(
+        "fastnn.backends.numba_backend", "NumbaBackend", "numba", "pip install 'fastnn[numba]'"
+    ),
 }
 
 _instances: dict[str, Backend] = {}

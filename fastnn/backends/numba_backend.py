@@ -1,0 +1,173 @@
+"""The Numba backend: BLAS matrix products with fused, JIT-compiled epilogues, no temporaries.
+
+Each layer's results (``Z``/``H``, ``dZ``, ``dW``, ``db``, ``dX``) go to workspace arrays
+owned by the backend, keyed by the layer's weight array and reallocated only when the
+batch shape changes, so a training step allocates nothing. A returned array is therefore
+valid until the next call for the same layer: copy what you keep (fastnn's own
+``predict``, ``gradients`` and ``get_weights`` do).
+
+Matrix products call NumPy's ``matmul`` with ``out=`` (the machine's BLAS, with its own
+threads) from Python, not ``np.dot`` inside jitted code, which would need SciPy and gives
+no speed-up; the kernels in ``fastnn.kernels`` run serially beside it.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+import numpy
+
+from fastnn.kernels import dense, optim, perceptron
+
+from .numpy_backend import NumpyBackend
+
+
+class _Workspaces:
+    """Arrays reused across calls, keyed by (owner array, role); freed with their owner."""
+
+    def __init__(self) -> None:
+        self._arrays: dict[tuple[int, str], numpy.ndarray] = {}
+
+    def get(self, owner: Any, role: str, shape: tuple[int, ...], dtype: Any) -> numpy.ndarray:
+        key = (id(owner), role)
+        array = self._arrays.get(key)
+        if array is None or array.shape != shape or array.dtype != dtype:
+            if key not in self._arrays:
+                weakref.finalize(owner, self._arrays.pop, key, None)
+            array = numpy.empty(shape, dtype=dtype)
+            self._arrays[key] = array
+        return array
+
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self._arrays.values())
+
+
+class NumbaBackend(NumpyBackend):
+    """Fused Numba CPU kernels around the BLAS; the NumPy reference for everything else."""
+
+    name = "numba"
+
+    def __init__(self) -> None:
+        self._work = _Workspaces()
+
+    def asarray(self, a: Any, dtype: Any = None) -> Any:
+        return numpy.asarray(a, dtype=dtype, order="C")
+
+    def take_rows(self, X: Any, idx: Any) -> Any:
+        out = self._work.get(X, "rows", (len(idx), *X.shape[1:]), X.dtype)
+        return numpy.take(X, idx, axis=0, out=out)
+
+    def all_finite(self, arrays: list[Any]) -> bool:
+        return all(optim.all_finite(a.reshape(-1)) for a in arrays)
+
+    # -- dense layer -----------------------------------------------------------------
+
+    def affine(self, X: Any, W: Any, b: Any) -> Any:
+        Z = self._work.get(W, "Z", (X.shape[0], W.shape[0]), W.dtype)
+        numpy.matmul(X, W.T, out=Z)
+        dense.bias_activation(Z, b, dense.IDENTITY)
+        return Z
+
+    def affine_backward(self, dZ: Any, X: Any, W: Any, need_dX: bool = True) -> tuple:
+        db = self._work.get(W, "db", (W.shape[0],), W.dtype)
+        dense.column_sums(dZ, db)
+        return self._products(dZ, X, W, need_dX) + (db,)
+
+    def _products(self, dZ: Any, X: Any, W: Any, need_dX: bool) -> tuple:
+        dW = numpy.matmul(dZ.T, X, out=self._work.get(W, "dW", W.shape, W.dtype))
+        dX = None
+        if need_dX:
+            dX = numpy.matmul(
+                dZ, W, out=self._work.get(W, "dX", (dZ.shape[0], W.shape[1]), W.dtype)
+            )
+        return dX, dW
+
+    def dense_forward(self, X: Any, W: Any, b: Any, activation: str) -> Any:
+        H = self._work.get(W, "Z", (X.shape[0], W.shape[0]), W.dtype)
+        numpy.matmul(X, W.T, out=H)
+        dense.bias_activation(H, b, dense.CODES[activation])
+        return H
+
+    def dense_backward(
+        self, dH: Any, X: Any, W: Any, H: Any, activation: str, need_dX: bool = True
+    ) -> tuple:
+        dZ = self._work.get(W, "dZ", H.shape, W.dtype)
+        db = self._work.get(W, "db", (W.shape[0],), W.dtype)
+        dense.activation_backward_bias(dH, H, dense.CODES[activation], dZ, db)
+        return self._products(dZ, X, W, need_dX) + (db,)
+
+    # -- fused loss and gradient -------------------------------------------------------
+
+    def mse(self, H: Any, T: Any) -> tuple:
+        dH = self._work.get(H, "dloss", H.shape, H.dtype)
+        return dense.mean_squared_error(H, T, dH), dH
+
+    def softmax_cross_entropy(self, Z: Any, T: Any) -> tuple:
+        dZ = self._work.get(Z, "dloss", Z.shape, Z.dtype)
+        if T.ndim == 1:
+            return dense.softmax_cross_entropy_labels(Z, T, dZ), dZ
+        return dense.softmax_cross_entropy_dense(Z, T, dZ), dZ
+
+    def sigmoid_binary_cross_entropy(self, Z: Any, T: Any) -> tuple:
+        dZ = self._work.get(Z, "dloss", Z.shape, Z.dtype)
+        return dense.sigmoid_binary_cross_entropy(Z, T, dZ), dZ
+
+    # -- in-place optimizer updates ----------------------------------------------------
+
+    def sgd_step(
+        self,
+        params: list,
+        grads: list,
+        velocities: list | None,
+        lr: float,
+        momentum: float,
+        nesterov: bool,
+        decays: list[float],
+    ) -> None:
+        for i, (P, G, wd) in enumerate(zip(params, grads, decays, strict=True)):
+            if velocities is None:
+                optim.sgd(P.reshape(-1), G.reshape(-1), lr, wd)
+            else:
+                optim.momentum(
+                    P.reshape(-1),
+                    G.reshape(-1),
+                    velocities[i].reshape(-1),
+                    lr,
+                    momentum,
+                    nesterov,
+                    wd,
+                )
+
+    def adam_step(
+        self,
+        params: list,
+        grads: list,
+        m: list,
+        v: list,
+        lr: float,
+        beta1: float,
+        beta2: float,
+        eps: float,
+        t: int,
+        decays: list[float],
+    ) -> None:
+        c1, c2 = 1 - beta1**t, 1 - beta2**t
+        for P, G, M, V, wd in zip(params, grads, m, v, decays, strict=True):
+            optim.adam(
+                P.reshape(-1),
+                G.reshape(-1),
+                M.reshape(-1),
+                V.reshape(-1),
+                lr,
+                beta1,
+                beta2,
+                eps,
+                c1,
+                c2,
+                wd,
+            )
+
+    def perceptron_epoch(self, X: Any, y: Any, w: Any, b: float, lr: float) -> tuple:
+        mistakes, b = perceptron.perceptron_epoch(X, y, w, float(b), float(lr))
+        return int(mistakes), float(b)

@@ -1,0 +1,187 @@
+"""Numba CPU kernels for dense layers: fused epilogues and prologues around the BLAS GEMM.
+
+Pure: no fastnn imports. Every kernel is compiled on its first call (per dtype) and cached
+on disk (``cache=True``). They run serially (no ``parallel=True``): the matrix products
+stay in the machine's threaded BLAS, and Numba threads competing with BLAS threads for the
+same cores were measured to be much slower (see the README's Backends section).
+
+Notation: ``Z = X @ W.T + b`` is a layer's pre-activation, ``H = act(Z)`` its output;
+``dH``, ``dZ`` the loss's gradients with respect to them. Activations are chosen by the
+integer codes below (one compiled loop per dtype instead of one per activation).
+No kernel uses ``fastmath``: NaN and Inf must propagate so training can detect them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+IDENTITY, SIGMOID, TANH, RELU, SOFTMAX = 0, 1, 2, 3, 4
+CODES = {"identity": IDENTITY, "sigmoid": SIGMOID, "tanh": TANH, "relu": RELU, "softmax": SOFTMAX}
+
+jit = numba.njit(cache=True, nogil=True)
+
+
+@jit
+def _sigmoid(z):
+    # exp of a non-positive number only: never overflows
+    if z >= 0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1.0 + e)
+
+
+@jit
+def bias_activation(Z, b, code):
+    """In place: ``Z[i, j] = act(Z[i, j] + b[j])`` (softmax: over each row)."""
+    n, m = Z.shape
+    for i in range(n):
+        row = Z[i]
+        if code == RELU:
+            for j in range(m):
+                v = row[j] + b[j]
+                row[j] = 0.0 if v <= 0 else v  # NaN stays NaN, as numpy.maximum
+        elif code == SIGMOID:
+            for j in range(m):
+                row[j] = _sigmoid(row[j] + b[j])
+        elif code == TANH:
+            for j in range(m):
+                row[j] = math.tanh(row[j] + b[j])
+        elif code == IDENTITY:
+            for j in range(m):
+                row[j] = row[j] + b[j]
+        else:
+            top = -np.inf
+            for j in range(m):
+                row[j] = row[j] + b[j]
+                if row[j] > top:
+                    top = row[j]
+            total = 0.0
+            for j in range(m):
+                e = math.exp(row[j] - top)
+                row[j] = e
+                total += e
+            for j in range(m):
+                row[j] = row[j] / total
+
+
+@jit
+def activation_backward_bias(dH, H, code, dZ, db):
+    """``dZ = dH * act'(Z)`` written from the output ``H``, and ``db = sum_rows(dZ)``, in one pass.
+
+    relu: ``H > 0``; sigmoid: ``H (1 - H)``; tanh: ``1 - H^2``; softmax (per row):
+    ``H * (dH - sum_j dH H)``.
+    """
+    n, m = dH.shape
+    for j in range(m):
+        db[j] = 0.0
+    for i in range(n):
+        g = dH[i]
+        h = H[i]
+        out = dZ[i]
+        if code == RELU:
+            for j in range(m):
+                out[j] = g[j] * (1.0 if h[j] > 0 else 0.0)  # NaN * 0 stays NaN
+        elif code == SIGMOID:
+            for j in range(m):
+                out[j] = g[j] * h[j] * (1.0 - h[j])
+        elif code == TANH:
+            for j in range(m):
+                out[j] = g[j] * (1.0 - h[j] * h[j])
+        elif code == IDENTITY:
+            for j in range(m):
+                out[j] = g[j]
+        else:
+            dot = 0.0
+            for j in range(m):
+                dot += g[j] * h[j]
+            for j in range(m):
+                out[j] = h[j] * (g[j] - dot)
+        for j in range(m):
+            db[j] += out[j]
+
+
+@jit
+def column_sums(A, out):
+    """``out[j] = sum_i A[i, j]``."""
+    n, m = A.shape
+    for j in range(m):
+        out[j] = 0.0
+    for i in range(n):
+        for j in range(m):
+            out[j] += A[i, j]
+
+
+@jit
+def softmax_cross_entropy_labels(Z, labels, dZ):
+    """Mean over rows of ``logsumexp(Z[i]) - Z[i, labels[i]]``; ``dZ = (softmax(Z) - onehot) / n``."""
+    n, m = Z.shape
+    loss = 0.0
+    for i in range(n):
+        row = Z[i]
+        top = -np.inf
+        for j in range(m):
+            if row[j] > top:
+                top = row[j]
+        total = 0.0
+        for j in range(m):
+            total += math.exp(row[j] - top)
+        log_total = math.log(total)
+        loss += top + log_total - row[labels[i]]
+        for j in range(m):
+            dZ[i, j] = math.exp(row[j] - top - log_total) / n
+        dZ[i, labels[i]] -= 1.0 / n
+    return loss / n
+
+
+@jit
+def softmax_cross_entropy_dense(Z, T, dZ):
+    """As :func:`softmax_cross_entropy_labels` with targets ``T`` (one-hot or probabilities)."""
+    n, m = Z.shape
+    loss = 0.0
+    for i in range(n):
+        row = Z[i]
+        top = -np.inf
+        for j in range(m):
+            if row[j] > top:
+                top = row[j]
+        total = 0.0
+        for j in range(m):
+            total += math.exp(row[j] - top)
+        log_total = math.log(total)
+        for j in range(m):
+            log_p = row[j] - top - log_total
+            loss -= T[i, j] * log_p
+            dZ[i, j] = (math.exp(log_p) - T[i, j]) / n
+    return loss / n
+
+
+@jit
+def sigmoid_binary_cross_entropy(Z, T, dZ):
+    """Mean of ``max(Z,0) - Z T + log1p(exp(-|Z|))``; ``dZ = (sigmoid(Z) - T) / size``."""
+    n, m = Z.shape
+    size = n * m
+    loss = 0.0
+    for i in range(n):
+        for j in range(m):
+            z = Z[i, j]
+            t = T[i, j]
+            loss += max(z, 0.0) - z * t + math.log1p(math.exp(-abs(z)))
+            dZ[i, j] = (_sigmoid(z) - t) / size
+    return loss / size
+
+
+@jit
+def mean_squared_error(H, T, dH):
+    """Mean of ``(H - T)^2`` over all elements; ``dH = 2 (H - T) / size``."""
+    n, m = H.shape
+    size = n * m
+    loss = 0.0
+    for i in range(n):
+        for j in range(m):
+            d = H[i, j] - T[i, j]
+            loss += d * d
+            dH[i, j] = 2.0 * d / size
+    return loss / size

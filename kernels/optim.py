@@ -1,0 +1,52 @@
+"""Numba CPU kernels for in-place optimizer updates, one pass over each parameter.
+
+Pure: no fastnn imports. Arguments are flat (1-D, contiguous) views of a parameter ``P``,
+its gradient ``G`` and the optimizer's state; ``wd`` is the L2 weight decay added to the
+gradient (``g = G + wd P``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+
+jit = numba.njit(cache=True, nogil=True)
+
+
+@jit
+def sgd(P, G, lr, wd):
+    """``P -= lr (G + wd P)``."""
+    for k in range(P.size):
+        P[k] -= lr * (G[k] + wd * P[k])
+
+
+@jit
+def momentum(P, G, V, lr, mu, nesterov, wd):
+    """``v = mu v + g``; ``P -= lr (g + mu v)`` if ``nesterov`` else ``P -= lr v``."""
+    for k in range(P.size):
+        g = G[k] + wd * P[k]
+        v = mu * V[k] + g
+        V[k] = v
+        P[k] -= lr * (g + mu * v if nesterov else v)
+
+
+@jit
+def adam(P, G, M, V, lr, beta1, beta2, eps, c1, c2, wd):
+    """``m, v`` moments of ``g``; ``P -= lr (m / c1) / (sqrt(v / c2) + eps)``, ``c = 1 - beta^t``."""
+    for k in range(P.size):
+        g = G[k] + wd * P[k]
+        m = beta1 * M[k] + (1.0 - beta1) * g
+        v = beta2 * V[k] + (1.0 - beta2) * g * g
+        M[k] = m
+        V[k] = v
+        P[k] -= lr * (m / c1) / (math.sqrt(v / c2) + eps)
+
+
+@jit
+def all_finite(A):
+    """True when no element of the flat array ``A`` is NaN or infinite (stops at the first)."""
+    for k in range(A.size):
+        if not math.isfinite(A[k]):
+            return False
+    return True
