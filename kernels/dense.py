@@ -116,7 +116,7 @@ def column_sums(A, out):
 
 @jit
 def softmax_cross_entropy_labels(Z, labels, dZ):
-    """Mean over rows of ``logsumexp(Z[i]) - Z[i, labels[i]]``; ``dZ = (softmax(Z) - onehot) / n``."""
+    """Mean of ``logsumexp(Z[i]) - Z[i, labels[i]]``; ``dZ = (softmax(Z) - onehot) / n``."""
     n, m = Z.shape
     loss = 0.0
     for i in range(n):

@@ -33,7 +33,7 @@ def momentum(P, G, V, lr, mu, nesterov, wd):
 
 @jit
 def adam(P, G, M, V, lr, beta1, beta2, eps, c1, c2, wd):
-    """``m, v`` moments of ``g``; ``P -= lr (m / c1) / (sqrt(v / c2) + eps)``, ``c = 1 - beta^t``."""
+    """Moments ``m, v`` of ``g``; ``P -= lr (m/c1) / (sqrt(v/c2) + eps)``, ``c = 1 - beta^t``."""
     for k in range(P.size):
         g = G[k] + wd * P[k]
         m = beta1 * M[k] + (1.0 - beta1) * g
