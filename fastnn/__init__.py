@@ -1,4 +1,4 @@
-"""fastnn: multilayer perceptrons from first principles on NumPy (and, soon, Numba and CuPy).
+"""fastnn: multilayer perceptrons from first principles on NumPy and Numba (CuPy planned).
 
 Importing fastnn imports NumPy only: other array libraries load when their backend is
 first asked for.
@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from .backends import available_backends, get_backend, known_backends, use_backend
+from .conformance import check_backends
 from .errors import ModelFileError, TrainingDivergedError
 from .gradcheck import gradcheck
 from .io import load_model as load
@@ -38,6 +39,7 @@ __all__ = [
     "Sequential",
     "TrainingDivergedError",
     "available_backends",
+    "check_backends",
     "get_backend",
     "gradcheck",
     "known_backends",

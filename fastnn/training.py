@@ -9,9 +9,13 @@ from typing import Any
 from tqdm import tqdm
 
 from .errors import TrainingDivergedError
+from .init import batch_orders
 from .model import batch_slices
-from .optimizers import make_optimizer
+from .optimizers import SGD, make_optimizer
 from .validation import check_features, check_targets, positive_int
+
+# Batch orders are drawn for this many samples' worth of epochs at a time.
+_ORDER_CHUNK_SAMPLES = 1 << 16
 
 
 def fit(
@@ -112,26 +116,62 @@ def fit(
     best_loss, best_weights, best_epoch = math.inf, None, 0
 
     bar = tqdm(total=epochs, unit="epoch", disable=not progress, file=sys.stderr, leave=True)
+    n = X_host.shape[0]
+    # A backend may run many epochs of plain SGD in one call (small networks); that needs
+    # nothing to happen between epochs, so no validation and no early stopping.
+    try_fused = (
+        validation_data is None
+        and patience is None
+        and isinstance(opt, SGD)
+        and not opt.momentum
+        and not opt.weight_decay
+    )
+    epoch = 0
     try:
         with backend.float_errors_ignored():
-            for epoch in range(1, epochs + 1):
-                loss, accuracy = _run_epoch(model, opt, Xd, Td, epoch, batch_size, shuffle)
-                history["loss"].append(loss)
-                if model.is_classifier:
-                    history["accuracy"].append(accuracy)
-                if validation_data is not None:
-                    scores = model._evaluate_host(X_val, T_val, batch_size=4096)
-                    history["val_loss"].append(scores["loss"])
+            while epoch < epochs:
+                # Batch orders are drawn ahead in chunks, the same whichever path runs them.
+                count = min(epochs - epoch, max(1, _ORDER_CHUNK_SAMPLES // n))
+                orders = batch_orders(model._rng, n, count, shuffle)
+                fused = _run_fused(model, opt, Xd, Td, orders, batch_size) if try_fused else None
+                if fused is not None:
+                    losses, accuracies, failure = fused
+                    history["loss"].extend(losses)
                     if model.is_classifier:
-                        history["val_accuracy"].append(scores["accuracy"])
-                bar.update(1)
-                bar.set_postfix({k: f"{v[-1]:.4g}" for k, v in history.items()}, refresh=False)
-                if patience is not None:
-                    if history[monitor][-1] < best_loss:
-                        best_loss, best_epoch = history[monitor][-1], epoch
-                        best_weights = [backend.copy(p) for p in model.parameters()]
-                    elif epoch - best_epoch >= patience:
-                        break
+                        history["accuracy"].extend(accuracies)
+                    epoch += len(losses)
+                    _show(bar, history, len(losses), progress)
+                    if failure is not None:
+                        _diverged(
+                            model,
+                            model.parameters(),
+                            epoch + 1,
+                            failure + 1,
+                            "the loss, a gradient or an update is not finite",
+                        )
+                    continue
+                try_fused = False
+                for order in orders:
+                    epoch += 1
+                    loss, accuracy = _run_epoch(
+                        model, opt, Xd, Td, epoch, batch_size, order if shuffle else None
+                    )
+                    history["loss"].append(loss)
+                    if model.is_classifier:
+                        history["accuracy"].append(accuracy)
+                    if validation_data is not None:
+                        scores = model._evaluate_host(X_val, T_val, batch_size=4096)
+                        history["val_loss"].append(scores["loss"])
+                        if model.is_classifier:
+                            history["val_accuracy"].append(scores["accuracy"])
+                    _show(bar, history, 1, progress)
+                    if patience is not None:
+                        if history[monitor][-1] < best_loss:
+                            best_loss, best_epoch = history[monitor][-1], epoch
+                            best_weights = [backend.copy(p) for p in model.parameters()]
+                        elif epoch - best_epoch >= patience:
+                            epochs = epoch  # stop
+                            break
     finally:
         bar.close()
         for layer in model.layers:
@@ -142,15 +182,51 @@ def fit(
     return history
 
 
+def _show(bar: Any, history: dict[str, list[float]], epochs: int, progress: bool) -> None:
+    bar.update(epochs)
+    if progress:
+        bar.set_postfix({k: f"{v[-1]:.4g}" for k, v in history.items()}, refresh=False)
+
+
+def _run_fused(model: Any, opt: Any, Xd: Any, Td: Any, orders: Any, batch_size: int) -> Any:
+    """Run ``len(orders)`` epochs through the backend's fused SGD path, if it has one.
+
+    Returns None when it has none (nothing ran), else ``(losses, accuracies, failure)``
+    for the epochs completed, with ``failure`` the batch index (from 0) where the next
+    epoch diverged, the weights left as before that batch, or None.
+    """
+    n = Xd.shape[0]
+    result = model.backend.sgd_epochs(
+        model.parameters(),
+        [layer.activation for layer in model.layers],
+        model.loss.name,
+        Xd,
+        Td,
+        orders,
+        batch_size,
+        opt.lr,
+    )
+    if result is None:
+        return None
+    losses, correct, failure = result
+    done = len(orders) if failure is None else failure[0]
+    steps = -(-n // batch_size)
+    opt.t += done * steps + (0 if failure is None else failure[1])
+    units = n * (model.n_outputs if model.loss.name == "binary_cross_entropy" else 1)
+    accuracies = (correct[:done] / units).tolist() if model.is_classifier else []
+    return losses[:done].tolist(), accuracies, None if failure is None else failure[1]
+
+
 def _run_epoch(
-    model: Any, opt: Any, Xd: Any, Td: Any, epoch: int, batch_size: int, shuffle: bool
+    model: Any, opt: Any, Xd: Any, Td: Any, epoch: int, batch_size: int, order: Any
 ) -> tuple[float, float]:
-    """One pass over the data; returns the batch-size-weighted mean loss and accuracy."""
+    """One pass over the data in ``order`` (None: as stored); returns the batch-size-weighted
+    mean loss and the accuracy."""
     backend = model.backend
     params = model.parameters()
     start_weights = [backend.copy(p) for p in params]
     n = Xd.shape[0]
-    order = backend.asarray(model._rng.permutation(n)) if shuffle else None
+    order = None if order is None else backend.asarray(order)
     fused = model.loss.output_activation is not None
     total_loss = correct = 0.0
     units = 0

@@ -9,20 +9,7 @@ import numpy as np
 import pytest
 
 from fastnn.backends import available_backends, known_backends
-
-# Agreement with the NumPy float64 reference, as (rtol, atol), per backend and dtype.
-# float64 backends differ from the reference only by summation order in BLAS: 1e-10.
-# float32 carries about 7 significant digits; a few layers of matrix products with
-# inner sums of ~100 terms lose one or two of them, so 1e-4 relative with an absolute
-# floor of 1e-5 for values near zero.
-# Numba's kernels evaluate elementwise math in float64 before storing float32 results, and
-# sum in another order; the same bounds hold with room to spare.
-TOLERANCES = {
-    ("numpy", "float64"): (1e-10, 1e-12),
-    ("numpy", "float32"): (1e-4, 1e-5),
-    ("numba", "float64"): (1e-10, 1e-12),
-    ("numba", "float32"): (1e-4, 1e-5),
-}
+from fastnn.conformance import TOLERANCES
 
 
 def tolerance(backend: str, dtype: str) -> dict[str, float]:

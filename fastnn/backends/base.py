@@ -236,6 +236,27 @@ class Backend:
             V += (1 - beta2) * (g * g)
             P -= (lr / c1) * M / (xp.sqrt(V / c2) + eps)
 
+    def sgd_epochs(
+        self,
+        params: list,
+        activations: list[str],
+        loss: str,
+        X: Any,
+        T: Any,
+        orders: Any,
+        batch_size: int,
+        lr: float,
+    ) -> tuple | None:
+        """Optional fused path: ``len(orders)`` epochs of plain SGD in one call, or None.
+
+        Epoch ``e`` visits ``X[orders[e]]`` in batches; each batch is the same forward,
+        fused loss, backward and ``P -= lr dP`` as the step-by-step path. Returns
+        ``(loss per epoch, correct predictions per epoch, failure)`` where ``failure`` is
+        ``(epoch, batch)`` (from 0) of a batch whose loss or gradient was not finite, the
+        parameters left as before it, else None. The base class has no such path.
+        """
+        return None
+
     # -- the perceptron --------------------------------------------------------------
 
     def perceptron_epoch(self, X: Any, y: Any, w: Any, b: float, lr: float) -> tuple:

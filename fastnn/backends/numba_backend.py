@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy
 
-from fastnn.kernels import dense, optim, perceptron
+from fastnn.kernels import dense, optim, perceptron, small
 
 from .numpy_backend import NumpyBackend
 
@@ -41,6 +41,13 @@ class _Workspaces:
 
     def nbytes(self) -> int:
         return sum(a.nbytes for a in self._arrays.values())
+
+
+# Largest (weights x batch size) for which a whole run in one compiled call beats BLAS
+# products driven from Python (measured: see bench/small_networks.py).
+SMALL_NETWORK_WORK = 4096
+
+_LOSS_CODES = {"mse": small.MSE, "binary_cross_entropy": small.BINARY_CROSS_ENTROPY}
 
 
 class NumbaBackend(NumpyBackend):
@@ -167,6 +174,52 @@ class NumbaBackend(NumpyBackend):
                 c2,
                 wd,
             )
+
+    def sgd_epochs(
+        self,
+        params: list,
+        activations: list[str],
+        loss: str,
+        X: Any,
+        T: Any,
+        orders: Any,
+        batch_size: int,
+        lr: float,
+    ) -> tuple | None:
+        weights = sum(p.size for p in params[::2])
+        if weights * min(batch_size, X.shape[0]) > SMALL_NETWORK_WORK:
+            return None
+        flat = numpy.concatenate([p.reshape(-1) for p in params])
+        sizes = numpy.array([params[0].shape[1]] + [W.shape[0] for W in params[::2]])
+        codes = numpy.array([dense.CODES[a] for a in activations])
+        n = X.shape[0]
+        if loss == "cross_entropy":
+            code = small.CROSS_ENTROPY_LABELS if T.ndim == 1 else small.CROSS_ENTROPY_DENSE
+        else:
+            code = _LOSS_CODES[loss]
+        labels = T if T.ndim == 1 else numpy.zeros(n, dtype=numpy.intp)
+        dense_T = T if T.ndim == 2 else numpy.zeros((n, 0), dtype=X.dtype)
+        losses = numpy.zeros(len(orders))
+        correct = numpy.zeros(len(orders), dtype=numpy.int64)
+        epoch, batch = small.sgd_epochs(
+            flat,
+            sizes,
+            codes,
+            code,
+            X,
+            dense_T,
+            labels,
+            numpy.ascontiguousarray(orders),
+            batch_size,
+            lr,
+            losses,
+            correct,
+        )
+        start = 0
+        for p in params:
+            p[...] = flat[start : start + p.size].reshape(p.shape)
+            start += p.size
+        return losses, correct, None if epoch < 0 else (int(epoch), int(batch))
 
     def perceptron_epoch(self, X: Any, y: Any, w: Any, b: float, lr: float) -> tuple:
         mistakes, b = perceptron.perceptron_epoch(X, y, w, float(b), float(lr))
