@@ -84,6 +84,7 @@ def measure(benchmark, machine_info, ceilings):
                 "cpu": machine_info["cpu"],
                 "cores": machine_info["cores"],
                 "blas": machine_info["blas"],
+                "numba": machine_info["numba"],
                 "versions": machine_info["versions"],
                 "environment": machine_info["environment"],
             }
@@ -97,6 +98,7 @@ def measure(benchmark, machine_info, ceilings):
                 "kind": workload.kind,
                 "dtype": workload.dtype,
                 "seconds": seconds,
+                "seconds_per_step": seconds / workload.steps,
                 "samples_per_s": workload.samples / seconds,
                 "gflops": workload.flops / seconds / 1e9,
             }

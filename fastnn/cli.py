@@ -146,11 +146,12 @@ warm-up) in this one process.
 
 Architectures: S 784-128-10 (batch 128), M 784-512-256-10 (batch 256),
 L 784-2048-2048-10 (batch 1024), lecture 2-5-1 sigmoid (2 samples, full batch).
-Kinds: train_step (forward, backward, SGD update on one batch), epoch (a whole pass
-over 8192 samples, 4096 for L, as a user calls fit), infer_batch1 (latency of one
-sample), infer_large (throughput at batch 8192).
+Kinds: train_step (forward, backward, SGD update on one batch, called directly), epoch
+(model.fit over 8192 samples, 4096 for L; 128 epochs of the lecture's 2 samples per call),
+infer_batch1 (latency of one sample), infer_large (throughput at batch 8192).
 
-Reading the table: samples/s is throughput; GFLOP/s counts the matrix products
+Reading the table: time/step is per SGD update (per call for inference); samples/s is
+throughput; GFLOP/s counts the matrix products
 (training: (6 W - 2 W_1) n, since nobody computes the first layer's input gradient;
 inference: 2 W n; W = number of weights); '% peak' compares that with a 2048^3 GEMM
 of this machine's BLAS measured in the same run; 'x fastnn[numpy]' and 'x pytorch'

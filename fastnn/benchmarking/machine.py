@@ -48,6 +48,19 @@ def blas_threads() -> list[dict[str, Any]]:
     return [{k: pool.get(k) for k in keys} for pool in threadpool_info()]
 
 
+def numba_threads() -> dict[str, Any]:
+    """Numba's thread count and threading layer, when Numba is installed."""
+    try:
+        import numba
+    except ImportError:
+        return {}
+    return {
+        "num_threads": numba.get_num_threads(),
+        "threading_layer": numba.config.THREADING_LAYER,
+        "note": "fastnn's kernels run serially; the matrix products use the BLAS threads",
+    }
+
+
 def versions(
     packages: tuple[str, ...] = ("fastnn", "numpy", "numba", "cupy", "torch", "scikit-learn"),
 ) -> dict[str, str]:
@@ -69,6 +82,7 @@ def describe() -> dict[str, Any]:
         "cores": cores(),
         "python": platform.python_version(),
         "blas": blas_threads(),
+        "numba": numba_threads(),
         "environment": {k: os.environ[k] for k in THREAD_VARIABLES if k in os.environ},
         "versions": versions(),
     }

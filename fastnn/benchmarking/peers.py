@@ -135,12 +135,13 @@ def torch_epoch(arch: Architecture, dtype: str, device: str = "cpu") -> Workload
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
     def epoch() -> None:
-        order = torch.randperm(X.shape[0], device=device)
-        for start in range(0, X.shape[0], arch.batch):
-            idx = order[start : start + arch.batch]
-            opt.zero_grad(set_to_none=True)
-            criterion(net(X[idx]), T[idx]).backward()
-            opt.step()
+        for _ in range(arch.epochs_per_call):
+            order = torch.randperm(X.shape[0], device=device)
+            for start in range(0, X.shape[0], arch.batch):
+                idx = order[start : start + arch.batch]
+                opt.zero_grad(set_to_none=True)
+                criterion(net(X[idx]), T[idx]).backward()
+                opt.step()
         sync()
 
     return Workload(
@@ -148,8 +149,8 @@ def torch_epoch(arch: Architecture, dtype: str, device: str = "cpu") -> Workload
         arch,
         "epoch",
         dtype,
-        arch.epoch_samples,
-        arch.train_flops(arch.epoch_samples),
+        arch.epoch_samples * arch.epochs_per_call,
+        arch.train_flops(arch.epoch_samples * arch.epochs_per_call),
         epoch,
         step.check,
         step.info,
@@ -213,8 +214,8 @@ def sklearn_epoch(arch: Architecture, dtype: str) -> Workload:
         arch,
         "epoch",
         dtype,
-        arch.epoch_samples,
-        arch.train_flops(arch.epoch_samples),
+        arch.epoch_samples * arch.epochs_per_call,
+        arch.train_flops(arch.epoch_samples * arch.epochs_per_call),
         lambda: clf.partial_fit(X, y, classes=classes),
         check,
         {"sklearn": sklearn.__version__},

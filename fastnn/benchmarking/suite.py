@@ -61,6 +61,7 @@ class Result:
     kind: str
     dtype: str
     seconds: float  # per call
+    seconds_per_step: float  # per training step (per call for inference)
     samples_per_s: float
     gflops: float
     deviation: float | None  # from the float64 reference after one step
@@ -84,6 +85,7 @@ def run_workload(workload: Workload, min_time: float) -> Result:
         workload.kind,
         workload.dtype,
         seconds,
+        seconds / workload.steps,
         workload.samples / seconds,
         workload.flops / seconds / 1e9,
         error,

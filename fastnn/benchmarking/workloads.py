@@ -54,6 +54,16 @@ class Architecture:
     def describe(self) -> str:
         return "-".join(map(str, self.sizes))
 
+    @property
+    def epochs_per_call(self) -> int:
+        """Epochs one "epoch" benchmark call runs: enough for 256 samples, so a tiny data
+        set (the lecture's 2 samples) is timed over many training iterations."""
+        return max(1, 256 // self.epoch_samples)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return -(-self.epoch_samples // self.batch)
+
 
 ARCHITECTURES = {
     "S": Architecture("S", (784, 128, 10), "relu", "softmax", "cross_entropy", 128, 8192),
@@ -124,6 +134,13 @@ class Workload:
     check: Callable[[], float | None] = lambda: None
     info: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def steps(self) -> int:
+        """Training steps (SGD updates) per call; 1 for inference."""
+        if self.kind == "epoch":
+            return -(-self.samples // self.arch.epoch_samples) * self.arch.steps_per_epoch
+        return 1
+
 
 def fastnn_train_step(arch: Architecture, backend: str, dtype: str) -> Workload:
     """One forward, backward and SGD update on a fixed batch."""
@@ -163,21 +180,25 @@ def _step_check(arch: Architecture, backend: str, dtype: str) -> Callable[[], fl
 
 
 def fastnn_epoch(arch: Architecture, backend: str, dtype: str) -> Workload:
-    """``model.fit`` for one epoch over ``arch.epoch_samples`` samples, as a user calls it."""
+    """``model.fit`` over ``arch.epoch_samples`` samples, as a user calls it, for
+    ``arch.epochs_per_call`` epochs."""
     model = reference_model(arch, dtype, backend)
     X, y = data(arch, arch.epoch_samples)
     X = X.astype(dtype)
+    epochs = arch.epochs_per_call
 
     def epoch() -> None:
-        model.fit(X, y, epochs=1, batch_size=arch.batch, optimizer="sgd", lr=LR, progress=False)
+        model.fit(
+            X, y, epochs=epochs, batch_size=arch.batch, optimizer="sgd", lr=LR, progress=False
+        )
 
     return Workload(
         f"fastnn[{backend}]",
         arch,
         "epoch",
         dtype,
-        arch.epoch_samples,
-        arch.train_flops(arch.epoch_samples),
+        arch.epoch_samples * arch.epochs_per_call,
+        arch.train_flops(arch.epoch_samples * arch.epochs_per_call),
         epoch,
         _step_check(arch, backend, dtype),
         {"backend": backend},
