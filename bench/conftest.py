@@ -17,7 +17,8 @@ from fastnn.benchmarking import machine
 from fastnn.benchmarking.ceilings import memory_bandwidth_gbs, peak_gemm_gflops
 from fastnn.benchmarking.peers import PeerUnavailable
 from fastnn.benchmarking.report import format_table
-from fastnn.benchmarking.workloads import ARCHITECTURES, CHECK_TOLERANCE, Workload
+from fastnn.benchmarking.suite import checked
+from fastnn.benchmarking.workloads import ARCHITECTURES, Workload
 
 _RESULTS: list[dict] = []
 _CEILINGS: dict = {}
@@ -64,11 +65,7 @@ def measure(benchmark, machine_info, ceilings):
             workload: Workload = build()
         except PeerUnavailable as exc:
             pytest.skip(str(exc))
-        error = workload.check()
-        if error is not None:
-            assert error <= CHECK_TOLERANCE[workload.dtype], (
-                f"{workload.implementation} deviates {error:.2e} from the float64 reference"
-            )
+        error = checked(workload).info["deviation"]
         workload.run()  # warm-up: JIT compilation, kernel builds, allocator growth
         benchmark.group = f"{workload.arch.name} {workload.kind} {workload.dtype}"
         benchmark.extra_info.update(

@@ -12,7 +12,7 @@ from typing import Any
 from . import machine
 from .ceilings import memory_bandwidth_gbs, peak_gemm_gflops
 from .peers import PeerUnavailable
-from .suite import Result, builders, run_workload, step_gemm_gflops
+from .suite import Result, builders, checked, run_side_by_side, step_gemm_gflops
 from .workloads import ARCHITECTURES
 
 README_START = "<!-- bench:start -->"
@@ -49,14 +49,17 @@ def run(
         arch = ARCHITECTURES[a]
         for kind in kinds:
             for dtype in dtypes:
+                group = []
                 for name, build in builders(arch, kind, dtype, backends, peer_names):
                     try:
-                        workload = build()
+                        group.append(checked(build()))
                     except PeerUnavailable as exc:
                         report["skipped"].append(f"{name} {a} {kind}: {exc}")
-                        continue
-                    print(f"  {a:8s} {kind:13s} {dtype:8s} {name}", file=log)
-                    report["results"].append(asdict(run_workload(workload, min_time)))
+                print(
+                    f"  {a:8s} {kind:13s} {dtype:8s} " + ", ".join(w.implementation for w in group),
+                    file=log,
+                )
+                report["results"] += [asdict(r) for r in run_side_by_side(group, min_time)]
     for reason in sorted(set(s.split(": ", 1)[1] for s in report["skipped"])):
         print(f"skipped: {reason}", file=log)
     return report

@@ -9,7 +9,7 @@ from fastnn.backends import available_backends
 
 from . import peers
 from .ceilings import gemm_gflops
-from .timer import measure
+from .timer import measure_side_by_side
 from .workloads import (
     CHECK_TOLERANCE,
     Architecture,
@@ -68,29 +68,38 @@ class Result:
     info: dict
 
 
-def run_workload(workload: Workload, min_time: float) -> Result:
-    """Check the workload against the float64 reference, then time it."""
+def checked(workload: Workload) -> Workload:
+    """``workload`` after checking its first step against the float64 reference."""
     error = workload.check()
+    workload.info["deviation"] = error
     if error is not None and error > CHECK_TOLERANCE[workload.dtype]:
         raise AssertionError(
             f"{workload.implementation} {workload.arch.name} {workload.kind} {workload.dtype}: "
             f"deviates {error:.2e} from the float64 reference "
             f"(tolerance {CHECK_TOLERANCE[workload.dtype]:.0e}); not timing a wrong result"
         )
-    rounds = 3 if workload.kind == "epoch" else 5
-    seconds = measure(workload.run, min_time=min_time, rounds=rounds)
-    return Result(
-        workload.implementation,
-        workload.arch.name,
-        workload.kind,
-        workload.dtype,
-        seconds,
-        seconds / workload.steps,
-        workload.samples / seconds,
-        workload.flops / seconds / 1e9,
-        error,
-        workload.info,
-    )
+    return workload
+
+
+def run_side_by_side(workloads: list[Workload], min_time: float) -> list[Result]:
+    """Time checked workloads in interleaved rounds (see :func:`measure_side_by_side`)."""
+    rounds = 3 if workloads and workloads[0].kind == "epoch" else 7
+    times = measure_side_by_side([w.run for w in workloads], min_time=min_time, rounds=rounds)
+    return [
+        Result(
+            w.implementation,
+            w.arch.name,
+            w.kind,
+            w.dtype,
+            seconds,
+            seconds / w.steps,
+            w.samples / seconds,
+            w.flops / seconds / 1e9,
+            w.info["deviation"],
+            w.info,
+        )
+        for w, seconds in zip(workloads, times, strict=True)
+    ]
 
 
 def step_gemm_gflops(arch: Architecture, dtype: str) -> float:

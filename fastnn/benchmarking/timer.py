@@ -1,4 +1,4 @@
-"""Timing a callable: warm up, calibrate, then the median of several rounds."""
+"""Timing callables: warm up, calibrate, then the median of several interleaved rounds."""
 
 from __future__ import annotations
 
@@ -8,19 +8,31 @@ from collections.abc import Callable
 
 
 def measure(fn: Callable[[], object], min_time: float = 0.5, rounds: int = 5) -> float:
-    """Median seconds per call of ``fn`` over ``rounds`` rounds of about ``min_time / rounds``.
+    """Median seconds per call of ``fn`` over ``rounds`` rounds of about ``min_time / rounds``,
+    after an untimed first call (JIT compilation, caches, allocator growth)."""
+    return measure_side_by_side([fn], min_time, rounds)[0]
 
-    The first call (JIT compilation, caches, allocator growth) is not timed.
+
+def measure_side_by_side(
+    fns: list[Callable[[], object]], min_time: float = 0.5, rounds: int = 5
+) -> list[float]:
+    """Median seconds per call of each of ``fns``, timed in interleaved rounds.
+
+    Each round times every function once (after one untimed warm-up call each), so a
+    slow spell of a shared machine lands on all of them rather than on one.
     """
-    fn()
-    start = time.perf_counter()
-    fn()
-    once = max(time.perf_counter() - start, 1e-9)
-    calls = max(1, int(min_time / rounds / once))
-    samples = []
-    for _ in range(rounds):
+    calls = []
+    for fn in fns:
+        fn()
         start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        samples.append((time.perf_counter() - start) / calls)
-    return statistics.median(samples)
+        fn()
+        once = max(time.perf_counter() - start, 1e-9)
+        calls.append(max(1, int(min_time / rounds / once)))
+    samples: list[list[float]] = [[] for _ in fns]
+    for _ in range(rounds):
+        for fn, n, out in zip(fns, calls, samples, strict=True):
+            start = time.perf_counter()
+            for _ in range(n):
+                fn()
+            out.append((time.perf_counter() - start) / n)
+    return [statistics.median(s) for s in samples]
