@@ -115,24 +115,33 @@ def column_sums(A, out):
 
 
 @jit
+def _softmax_row(row, out):
+    """``out = softmax(row)`` with one ``exp`` per element; returns ``log(sum(exp(row - max)))
+    + max``, the row's log-sum-exp."""
+    top = -np.inf
+    for j in range(row.size):
+        if row[j] > top:
+            top = row[j]
+    total = 0.0
+    for j in range(row.size):
+        e = math.exp(row[j] - top)
+        out[j] = e
+        total += e
+    for j in range(row.size):
+        out[j] = out[j] / total
+    return top + math.log(total)
+
+
+@jit
 def softmax_cross_entropy_labels(Z, labels, dZ):
     """Mean of ``logsumexp(Z[i]) - Z[i, labels[i]]``; ``dZ = (softmax(Z) - onehot) / n``."""
     n, m = Z.shape
     loss = 0.0
     for i in range(n):
-        row = Z[i]
-        top = -np.inf
+        loss += _softmax_row(Z[i], dZ[i]) - Z[i, labels[i]]
+        dZ[i, labels[i]] -= 1.0
         for j in range(m):
-            if row[j] > top:
-                top = row[j]
-        total = 0.0
-        for j in range(m):
-            total += math.exp(row[j] - top)
-        log_total = math.log(total)
-        loss += top + log_total - row[labels[i]]
-        for j in range(m):
-            dZ[i, j] = math.exp(row[j] - top - log_total) / n
-        dZ[i, labels[i]] -= 1.0 / n
+            dZ[i, j] /= n
     return loss / n
 
 
@@ -142,19 +151,10 @@ def softmax_cross_entropy_dense(Z, T, dZ):
     n, m = Z.shape
     loss = 0.0
     for i in range(n):
-        row = Z[i]
-        top = -np.inf
+        log_sum = _softmax_row(Z[i], dZ[i])
         for j in range(m):
-            if row[j] > top:
-                top = row[j]
-        total = 0.0
-        for j in range(m):
-            total += math.exp(row[j] - top)
-        log_total = math.log(total)
-        for j in range(m):
-            log_p = row[j] - top - log_total
-            loss -= T[i, j] * log_p
-            dZ[i, j] = (math.exp(log_p) - T[i, j]) / n
+            loss -= T[i, j] * (Z[i, j] - log_sum)
+            dZ[i, j] = (dZ[i, j] - T[i, j]) / n
     return loss / n
 
 

@@ -2,7 +2,8 @@
 
 Pure: no fastnn imports. Arguments are flat (1-D, contiguous) views of a parameter ``P``,
 its gradient ``G`` and the optimizer's state; ``wd`` is the L2 weight decay added to the
-gradient (``g = G + wd P``).
+gradient (``g = G + wd P``). Callers pass the scalars in the parameters' dtype, so float32
+updates stay in float32 (as NumPy computes them) and vectorize.
 """
 
 from __future__ import annotations
@@ -17,8 +18,12 @@ jit = numba.njit(cache=True, nogil=True)
 @jit
 def sgd(P, G, lr, wd):
     """``P -= lr (G + wd P)``."""
-    for k in range(P.size):
-        P[k] -= lr * (G[k] + wd * P[k])
+    if wd == 0:
+        for k in range(P.size):
+            P[k] -= lr * G[k]
+    else:
+        for k in range(P.size):
+            P[k] -= lr * (G[k] + wd * P[k])
 
 
 @jit
@@ -43,10 +48,17 @@ def adam(P, G, M, V, lr, beta1, beta2, eps, c1, c2, wd):
         P[k] -= lr * (m / c1) / (math.sqrt(v / c2) + eps)
 
 
-@jit
+# Reassociation lets the reduction below vectorize (8x faster here); the flags that would
+# assume away NaN and Inf (nnan, ninf) stay off, so both still propagate to the result.
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc", "nsz", "contract"})
 def all_finite(A):
-    """True when no element of the flat array ``A`` is NaN or infinite (stops at the first)."""
+    """True when no element of the flat array ``A`` is NaN or infinite.
+
+    ``x * 0`` is 0 for finite ``x`` and NaN for NaN or +-Inf, so the sum is 0 exactly when
+    every element is finite (and cannot overflow).
+    """
+    total = A.dtype.type(0.0)
+    zero = A.dtype.type(0.0)
     for k in range(A.size):
-        if not math.isfinite(A[k]):
-            return False
-    return True
+        total += A[k] * zero
+    return total == 0

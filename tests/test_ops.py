@@ -177,9 +177,16 @@ def test_mse_matches_pytorch_convention(backend, dtype, data):
     np.testing.assert_allclose(back(backend, dH), 2 * (H - T) / H.size, **tolerance(backend, dtype))
 
 
-def test_all_finite(backend):
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("position", [0, 499, 1000])
+def test_all_finite_finds_every_non_finite(backend, dtype, value, position):
     b = get_backend(backend)
-    ok = b.asarray(np.ones(3))
-    assert b.all_finite([ok, ok])
-    assert not b.all_finite([ok, b.asarray(np.array([1.0, np.nan]))])
-    assert not b.all_finite([b.asarray(np.array([np.inf]))])
+    a = np.random.default_rng(0).normal(size=1001).astype(dtype)
+    assert b.all_finite([b.asarray(a)])
+    a[position] = value
+    assert not b.all_finite([b.asarray(np.ones(3, dtype)), b.asarray(a)])
+
+
+def test_all_finite_does_not_overflow_on_huge_finite_values(backend, dtype):
+    b = get_backend(backend)
+    assert b.all_finite([b.asarray(np.full(1000, np.finfo(dtype).max, dtype=dtype))])

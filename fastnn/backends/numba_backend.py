@@ -133,18 +133,12 @@ class NumbaBackend(NumpyBackend):
         decays: list[float],
     ) -> None:
         for i, (P, G, wd) in enumerate(zip(params, grads, decays, strict=True)):
+            s = P.dtype.type  # scalars in the parameter's dtype, as NumPy would use them
             if velocities is None:
-                optim.sgd(P.reshape(-1), G.reshape(-1), lr, wd)
+                optim.sgd(P.reshape(-1), G.reshape(-1), s(lr), s(wd))
             else:
-                optim.momentum(
-                    P.reshape(-1),
-                    G.reshape(-1),
-                    velocities[i].reshape(-1),
-                    lr,
-                    momentum,
-                    nesterov,
-                    wd,
-                )
+                V = velocities[i].reshape(-1)
+                optim.momentum(P.reshape(-1), G.reshape(-1), V, s(lr), s(momentum), nesterov, s(wd))
 
     def adam_step(
         self,
@@ -161,18 +155,19 @@ class NumbaBackend(NumpyBackend):
     ) -> None:
         c1, c2 = 1 - beta1**t, 1 - beta2**t
         for P, G, M, V, wd in zip(params, grads, m, v, decays, strict=True):
+            s = P.dtype.type
             optim.adam(
                 P.reshape(-1),
                 G.reshape(-1),
                 M.reshape(-1),
                 V.reshape(-1),
-                lr,
-                beta1,
-                beta2,
-                eps,
-                c1,
-                c2,
-                wd,
+                s(lr),
+                s(beta1),
+                s(beta2),
+                s(eps),
+                s(c1),
+                s(c2),
+                s(wd),
             )
 
     def sgd_epochs(
