@@ -24,23 +24,37 @@ from .numpy_backend import NumpyBackend
 
 
 class _Workspaces:
-    """Arrays reused across calls, keyed by (owner array, role); freed with their owner."""
+    """Arrays reused across calls, keyed by (owner array, role); freed with their owner.
+
+    Each key keeps the arrays of its two most recent shapes, so a training batch and the
+    shorter last batch (or an evaluation batch) alternate without reallocating, and
+    memory stays bounded however many batch sizes a program uses.
+    """
+
+    SHAPES_PER_KEY = 2
 
     def __init__(self) -> None:
-        self._arrays: dict[tuple[int, str], numpy.ndarray] = {}
+        self._arrays: dict[tuple[int, str], list[numpy.ndarray]] = {}
 
     def get(self, owner: Any, role: str, shape: tuple[int, ...], dtype: Any) -> numpy.ndarray:
         key = (id(owner), role)
-        array = self._arrays.get(key)
-        if array is None or array.shape != shape or array.dtype != dtype:
-            if key not in self._arrays:
-                weakref.finalize(owner, self._arrays.pop, key, None)
-            array = numpy.empty(shape, dtype=dtype)
-            self._arrays[key] = array
+        arrays = self._arrays.get(key)
+        if arrays is None:
+            arrays = self._arrays[key] = []
+            weakref.finalize(owner, self._arrays.pop, key, None)
+        for i, array in enumerate(arrays):
+            if array.shape == shape and array.dtype == dtype:
+                if i:
+                    arrays.insert(0, arrays.pop(i))  # most recently used first
+                return array
+        array = numpy.empty(shape, dtype=dtype)
+        arrays.insert(0, array)
+        del arrays[self.SHAPES_PER_KEY :]
         return array
 
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in self._arrays.values())
+        """Bytes held in workspaces."""
+        return sum(a.nbytes for arrays in self._arrays.values() for a in arrays)
 
 
 # Largest (weights x batch size) for which a whole run in one compiled call beats BLAS
