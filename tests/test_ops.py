@@ -184,7 +184,9 @@ def test_all_finite_finds_every_non_finite(backend, dtype, value, position):
     a = np.random.default_rng(0).normal(size=1001).astype(dtype)
     assert b.all_finite([b.asarray(a)])
     a[position] = value
-    assert not b.all_finite([b.asarray(np.ones(3, dtype)), b.asarray(a)])
+    # With NUMBA_DISABLE_JIT=1 the kernel's ``inf * 0`` is NumPy scalar math, which warns.
+    with np.errstate(invalid="ignore"):
+        assert not b.all_finite([b.asarray(np.ones(3, dtype)), b.asarray(a)])
 
 
 def test_all_finite_does_not_overflow_on_huge_finite_values(backend, dtype):
