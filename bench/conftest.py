@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("pytest_benchmark", reason="pip install 'fastnn[bench]' for pytest-benchmark")
 
-from fastnn.backends import available_backends, known_backends
+from fastnn.backends import known_backends, unavailable_reason
 from fastnn.benchmarking import machine
 from fastnn.benchmarking.ceilings import memory_bandwidth_gbs, peak_gemm_gflops
 from fastnn.benchmarking.peers import PeerUnavailable
@@ -26,8 +26,9 @@ _CEILINGS: dict = {}
 
 @pytest.fixture(params=known_backends())
 def backend(request):
-    if request.param not in available_backends():
-        pytest.skip(f"[{request.param}] backend library not installed")
+    reason = unavailable_reason(request.param)
+    if reason is not None:
+        pytest.skip(f"[{request.param}] {reason}")
     return request.param
 
 

@@ -163,8 +163,17 @@ class Sequential:
 
     # -- inference -----------------------------------------------------------------
 
-    def _features(self, X: Any) -> Any:
-        return check_features(X, self.n_features, where=f"{self.layers[0]!r} (layer 0)")
+    def _features(self, X: Any, name: str = "X") -> Any:
+        return check_features(
+            X,
+            self.n_features,
+            where=f"{self.layers[0]!r} (layer 0)",
+            name=name,
+            backend=self.backend.name,
+        )
+
+    def _targets(self, y: Any, n: int, name: str = "y") -> Any:
+        return check_targets(y, self.loss, self.n_outputs, n, name, backend=self.backend.name)
 
     def _predict_output(self, X: Any, batch_size: int) -> Any:
         host = self._features(X)
@@ -194,7 +203,7 @@ class Sequential:
     def evaluate(self, X: Any, y: Any, batch_size: int = _EVAL_BATCH) -> dict[str, float]:
         """``{"loss": mean loss}`` over all of ``X``, plus ``"accuracy"`` for classifiers."""
         host = self._features(X)
-        T_host = check_targets(y, self.loss, self.n_outputs, host.shape[0])
+        T_host = self._targets(y, host.shape[0])
         with self.backend.float_errors_ignored():
             return self._evaluate_host(host, T_host, positive_int(batch_size, "batch_size"))
 
@@ -230,7 +239,7 @@ class Sequential:
         """``[(dW, db), ...]``, one pair per layer, of the mean loss over all of ``X``
         at the current weights; host arrays shaped like each layer's ``W`` and ``b``."""
         host = self._features(X)
-        T_host = check_targets(y, self.loss, self.n_outputs, host.shape[0])
+        T_host = self._targets(y, host.shape[0])
         self.train_batch(
             self.backend.asarray(host, dtype=self.dtype), self._targets_to_backend(T_host)
         )

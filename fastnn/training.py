@@ -12,7 +12,7 @@ from .errors import TrainingDivergedError
 from .init import batch_orders
 from .model import batch_slices
 from .optimizers import SGD, make_optimizer
-from .validation import check_features, check_targets, positive_int
+from .validation import positive_int
 
 # Batch orders are drawn for this many samples' worth of epochs at a time.
 _ORDER_CHUNK_SAMPLES = 1 << 16
@@ -87,16 +87,13 @@ def fit(
     opt = make_optimizer(
         optimizer, lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay
     )
-    where = f"{model.layers[0]!r} (layer 0)"
-    X_host = check_features(X, model.n_features, where)
-    T_host = check_targets(y, model.loss, model.n_outputs, X_host.shape[0])
+    X_host = model._features(X)
+    T_host = model._targets(y, X_host.shape[0])
     if validation_data is not None:
         if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
             raise ValueError("validation_data must be a pair (X_val, y_val)")
-        X_val = check_features(validation_data[0], model.n_features, where, name="X_val")
-        T_val = check_targets(
-            validation_data[1], model.loss, model.n_outputs, X_val.shape[0], "y_val"
-        )
+        X_val = model._features(validation_data[0], name="X_val")
+        T_val = model._targets(validation_data[1], X_val.shape[0], name="y_val")
     if progress is None:
         progress = sys.stderr.isatty()
 
@@ -227,6 +224,8 @@ def _run_epoch(
     start_weights = [backend.copy(p) for p in params]
     n = Xd.shape[0]
     order = None if order is None else backend.asarray(order)
+    if not backend.host_sync_is_cheap:
+        return _run_epoch_on_device(model, opt, Xd, Td, epoch, batch_size, order, start_weights)
     fused = model.loss.output_activation is not None
     total_loss = correct = 0.0
     units = 0
@@ -251,6 +250,60 @@ def _run_epoch(
     if not backend.all_finite(params):
         _diverged(model, start_weights, epoch, batch, "an update overflowed the weights")
     return total_loss / n, (correct / units if units else math.nan)
+
+
+def _run_epoch_on_device(
+    model: Any,
+    opt: Any,
+    Xd: Any,
+    Td: Any,
+    epoch: int,
+    batch_size: int,
+    order: Any,
+    start_weights: list,
+) -> tuple[float, float]:
+    """:func:`_run_epoch` for backends where every host read waits for the device.
+
+    Losses, counts and finiteness flags stay on the device, one entry per batch, and are
+    read once at the end of the epoch. A batch that diverged has then already been
+    applied, so the weights go back to those at the start of the epoch.
+    """
+    backend = model.backend
+    n = Xd.shape[0]
+    slices = list(batch_slices(n, batch_size))
+    losses = backend.zeros((len(slices),), model.dtype)
+    finite = backend.zeros((len(slices),), "bool")
+    correct = backend.zeros((len(slices),), "int64")
+    fused = model.loss.output_activation is not None
+    units = 0
+    for batch, s in enumerate(slices):
+        if order is None:
+            Xb, Tb = Xd[s], Td[s]
+        else:
+            Xb, Tb = backend.take_rows(Xd, order[s]), backend.take_rows(Td, order[s])
+        loss, out = model.train_batch(Xb, Tb)
+        losses[batch] = loss * (s.stop - s.start)
+        finite[batch] = backend.finite_flag([loss, *model.parameter_gradients()])
+        opt.step(model)
+        if model.is_classifier:
+            c, u = model.count_correct(out, Tb, logits=fused)
+            correct[batch] = c
+            units += u
+    ok = backend.to_numpy(finite)  # the epoch's one wait for the device
+    if not ok.all() or not bool(backend.finite_flag(model.parameters())):
+        first = int((~ok).argmax()) + 1 if not ok.all() else len(slices)
+        for p, saved in zip(model.parameters(), start_weights, strict=True):
+            p[...] = saved
+        raise TrainingDivergedError(
+            f"training diverged at epoch {epoch}, batch {first}: the loss or a gradient is "
+            f"not finite. Try a lower learning rate (it was {opt.lr}) or scale the inputs. "
+            f"The weights were restored to those at the start of epoch {epoch}.",
+            epoch=epoch,
+            batch=first,
+        )
+    total = float(backend.to_numpy(losses).astype("float64").sum())
+    hits = float(backend.to_numpy(correct).sum())
+    return total / n, (hits / units if units else math.nan)
 
 
 def _diverged(model: Any, start_weights: list, epoch: int, batch: int, what: str) -> None:

@@ -1,7 +1,8 @@
 """Checks on user input, run before any state changes, with errors that say what to fix.
 
-These run on the host over NumPy views of the user's data. Large arrays (memory maps
-included) are scanned in blocks of rows so a check never copies the whole input.
+Host data is checked through NumPy views; a CuPy array is checked where it lives, on the
+GPU, with CuPy. Large arrays (memory maps included) are scanned in blocks of rows so a
+check never copies the whole input.
 """
 
 from __future__ import annotations
@@ -30,9 +31,25 @@ def positive_float(value: object, name: str) -> float:
     return float(value)
 
 
-def _as_host_array(a: Any, name: str) -> np.ndarray:
+def _namespace(arr: Any) -> Any:
+    """The array module of ``arr``: CuPy for CuPy arrays, else NumPy."""
+    if type(arr).__module__.split(".")[0] == "cupy":
+        import cupy
+
+        return cupy
+    return np
+
+
+def _as_host_array(a: Any, name: str, backend: str = "numpy") -> Any:
     if a is None:
         raise TypeError(f"{name} is None; expected an array")
+    if _namespace(a) is not np:
+        if backend != "cupy":
+            raise TypeError(
+                f"{name} is a CuPy (GPU) array but the model is on the {backend!r} backend: "
+                f"call model.to('cupy'), or pass {name}.get() to copy it to the host"
+            )
+        return a  # checked with CuPy, on the device
     try:
         arr = np.asarray(a)
     except (TypeError, ValueError) as exc:
@@ -49,21 +66,24 @@ def _first_non_finite(arr: np.ndarray) -> tuple | None:
     """Index of the first NaN/Inf in ``arr`` (scanned in row blocks), or None."""
     if arr.dtype.kind != "f":
         return None
+    xp = _namespace(arr)
     for start in range(0, max(arr.shape[0], 1), _BLOCK_ROWS):
         block = arr[start : start + _BLOCK_ROWS]
-        bad = ~np.isfinite(block)
+        bad = ~xp.isfinite(block)
         if bad.any():
-            idx = np.unravel_index(int(np.argmax(bad)), block.shape)
-            return (idx[0] + start, *idx[1:])
+            idx = np.unravel_index(int(bad.argmax()), block.shape)
+            return (int(idx[0]) + start, *(int(i) for i in idx[1:]))
     return None
 
 
-def check_features(X: Any, n_features: int, where: str, name: str = "X") -> np.ndarray:
+def check_features(
+    X: Any, n_features: int, where: str, name: str = "X", backend: str = "numpy"
+) -> Any:
     """``X`` as a host array of shape (n, n_features) with finite numbers.
 
     ``where`` names the layer that reads it, for the error message.
     """
-    arr = _as_host_array(X, name)
+    arr = _as_host_array(X, name, backend)
     if arr.ndim != 2:
         hint = (
             "; use X.reshape(-1, 1) for one feature or X.reshape(1, -1) for one sample"
@@ -88,13 +108,15 @@ def check_features(X: Any, n_features: int, where: str, name: str = "X") -> np.n
     return arr
 
 
-def check_targets(y: Any, loss: Any, n_outputs: int, n_samples: int, name: str = "y") -> np.ndarray:
+def check_targets(
+    y: Any, loss: Any, n_outputs: int, n_samples: int, name: str = "y", backend: str = "numpy"
+) -> Any:
     """Targets ``y`` checked against the loss and the output layer, in the form the loss takes.
 
     Returns integer class ids of shape (n,) for ``cross_entropy`` with labels, else a
     float array of shape (n, n_outputs).
     """
-    arr = _as_host_array(y, name)
+    arr = _as_host_array(y, name, backend)
     if arr.ndim == 0 or arr.shape[0] != n_samples:
         got = "a scalar" if arr.ndim == 0 else f"{arr.shape[0]} in {name} (shape {arr.shape})"
         raise ValueError(f"X and {name} have different lengths: {n_samples} samples in X, {got}")
@@ -130,23 +152,24 @@ def check_vector(y: Any, n_samples: int, name: str = "y") -> np.ndarray:
 
 
 def _class_ids(arr: np.ndarray, n_classes: int, name: str) -> np.ndarray:
+    xp = _namespace(arr)
     if arr.dtype.kind == "f":
-        frac = np.flatnonzero(arr != np.round(arr))
+        frac = xp.flatnonzero(arr != xp.round(arr))
         if frac.size:
             i = int(frac[0])
             raise ValueError(
                 f"{name}[{i}] = {arr[i]} is not a class id: cross_entropy needs integer labels "
                 f"0..{n_classes - 1} (or one-hot rows of width {n_classes})"
             )
-    out = arr.astype(np.intp)
-    wrong = np.flatnonzero((out < 0) | (out >= n_classes))
+    out = arr.astype(xp.intp)
+    wrong = xp.flatnonzero((out < 0) | (out >= n_classes))
     if wrong.size:
         i = int(wrong[0])
         raise ValueError(
             f"{name}[{i}] = {arr[i]} is out of range: the output layer has {n_classes} classes, "
             f"so labels must be in 0..{n_classes - 1}"
         )
-    classes = np.unique(out)
+    classes = xp.unique(out)
     if classes.size == 1:
         warnings.warn(
             f"{name} holds a single class ({classes[0]}): a classifier trained on it can only "
@@ -158,16 +181,17 @@ def _class_ids(arr: np.ndarray, n_classes: int, name: str) -> np.ndarray:
 
 
 def _check_probabilities(arr: np.ndarray, loss_name: str, name: str, rows_sum_to_one: bool) -> None:
-    outside = np.argwhere((arr < 0) | (arr > 1))
+    xp = _namespace(arr)
+    outside = xp.argwhere((arr < 0) | (arr > 1))
     if outside.size:
         idx = tuple(int(i) for i in outside[0])
         raise ValueError(f"{name}{list(idx)} = {arr[idx]}: {loss_name} needs targets in [0, 1]")
     if rows_sum_to_one:
         sums = arr.sum(axis=1)
-        off = np.flatnonzero(np.abs(sums - 1) > 1e-3)
+        off = xp.flatnonzero(xp.abs(sums - 1) > 1e-3)
         if off.size:
             i = int(off[0])
             raise ValueError(
-                f"row {i} of {name} sums to {sums[i]:.4g}; cross_entropy targets of shape "
+                f"row {i} of {name} sums to {float(sums[i]):.4g}; cross_entropy targets of shape "
                 "(n, k) must be one-hot or probabilities summing to 1"
             )

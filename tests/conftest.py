@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fastnn.backends import available_backends, known_backends
+from fastnn.backends import known_backends, unavailable_reason
 from fastnn.conformance import TOLERANCES
 
 
@@ -21,8 +21,9 @@ def tolerance(backend: str, dtype: str) -> dict[str, float]:
 def backend(request):
     """The name of each known backend; skipped visibly when it cannot run here."""
     name = request.param
-    if name not in available_backends():
-        pytest.skip(f"[{name}] backend library not installed")
+    reason = unavailable_reason(name)
+    if reason is not None:
+        pytest.skip(f"[{name}] {reason}")
     return name
 
 

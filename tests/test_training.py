@@ -230,3 +230,49 @@ def test_divergence_in_many_epochs_of_a_small_network(backend):
     assert len(model.history["loss"]) == info.value.epoch - 1
     for W, b in model.get_weights():
         assert np.isfinite(W).all() and np.isfinite(b).all()
+
+
+class _DeviceLikeBackend(fastnn.backends.numpy_backend.NumpyBackend):
+    """The NumPy backend driven as a GPU backend is: no host read until the epoch ends."""
+
+    name = "device-like"
+    host_sync_is_cheap = False
+
+
+@pytest.fixture
+def device_like(monkeypatch):
+    from fastnn.backends import _REGISTRY, _Entry
+
+    monkeypatch.setitem(
+        _REGISTRY,
+        "device-like",
+        _Entry(__name__, "_DeviceLikeBackend", "numpy", "nothing to install"),
+    )
+    return "device-like"
+
+
+def test_device_training_loop_reads_once_per_epoch_with_the_same_results(device_like, rng):
+    X = rng.normal(size=(50, 4))
+    y = rng.integers(0, 3, size=50)
+    kwargs = dict(activation="tanh", loss="cross_entropy", dtype="float64", seed=1)
+    fit = dict(epochs=4, batch_size=8, optimizer="momentum", lr=0.05, validation_data=(X, y))
+    reference = fastnn.MLP([4, 6, 3], **kwargs)
+    device = fastnn.MLP([4, 6, 3], backend=device_like, **kwargs)
+    ref_history = reference.fit(X, y, **fit)
+    history = device.fit(X, y, **fit)
+    for key in ref_history:
+        np.testing.assert_allclose(history[key], ref_history[key], rtol=1e-12)
+    for (W, b), (rW, rb) in zip(device.get_weights(), reference.get_weights()):
+        np.testing.assert_array_equal(W, rW)
+        np.testing.assert_array_equal(b, rb)
+
+
+def test_device_training_loop_restores_the_epoch_start_on_divergence(device_like, rng):
+    X = rng.normal(size=(64, 4)) * 100
+    y = rng.normal(size=64) * 1e3
+    model = fastnn.MLP([4, 16, 1], activation="relu", loss="mse", backend=device_like, seed=0)
+    model.fit(X, y, epochs=1, batch_size=8, optimizer="sgd", lr=1e-9)
+    with pytest.raises(fastnn.TrainingDivergedError, match=r"restored to those at the start"):
+        model.fit(X, y, epochs=50, batch_size=8, optimizer="sgd", lr=10.0)
+    for W, b in model.get_weights():
+        assert np.isfinite(W).all() and np.isfinite(b).all()

@@ -30,6 +30,12 @@ _REGISTRY: dict[str, _Entry] = {
     "numba": _Entry(
         "fastnn.backends.numba_backend", "NumbaBackend", "numba", "pip install 'fastnn[numba]'"
     ),
+    "cupy": _Entry(
+        "fastnn.backends.cupy_backend",
+        "CupyBackend",
+        "cupy",
+        "pip install 'fastnn[cuda12x]' (CUDA 12 drivers) or 'fastnn[cuda13x]' (CUDA 13)",
+    ),
 }
 
 _instances: dict[str, Backend] = {}
@@ -43,9 +49,24 @@ def known_backends() -> list[str]:
     return list(_REGISTRY)
 
 
+def unavailable_reason(name: str) -> str | None:
+    """Why backend ``name`` cannot run here (library missing, no usable device), or None.
+
+    Only a backend whose library is installed is imported, to ask it about its device.
+    """
+    entry = _REGISTRY[_check_name(name)]
+    if importlib.util.find_spec(entry.requires) is None:
+        return f"{entry.requires} is not installed: {entry.install_hint}"
+    try:
+        get_backend(name)
+    except (ImportError, RuntimeError) as exc:
+        return str(exc)
+    return None
+
+
 def available_backends() -> list[str]:
-    """Names of the backends whose array library is installed (nothing is imported)."""
-    return [n for n, e in _REGISTRY.items() if importlib.util.find_spec(e.requires) is not None]
+    """Names of the backends that can run here (library installed, device usable)."""
+    return [name for name in _REGISTRY if unavailable_reason(name) is None]
 
 
 def _check_name(name: object) -> str:
@@ -112,5 +133,6 @@ __all__ = [
     "default_backend_name",
     "get_backend",
     "known_backends",
+    "unavailable_reason",
     "use_backend",
 ]

@@ -36,6 +36,9 @@ class Backend:
 
     name = "base"
     xp: Any = None
+    #: False where reading a value on the host waits for a device (GPUs): the training
+    #: loop then checks the loss once per epoch instead of once per batch.
+    host_sync_is_cheap = True
 
     def __repr__(self) -> str:
         return f"<fastnn backend {self.name!r}>"
@@ -61,6 +64,18 @@ class Backend:
     def take_rows(self, X: Any, idx: Any) -> Any:
         """``X[idx]``: the rows of ``X`` listed by the integer array ``idx``."""
         return X[idx]
+
+    def synchronize(self) -> None:
+        """Wait until queued device work is done (nothing to wait for on a CPU)."""
+
+    def memory_in_use(self) -> int:
+        """Bytes the backend holds for reuse (workspaces, memory pools)."""
+        return 0
+
+    def finite_flag(self, arrays: list[Any]) -> Any:
+        """``all(isfinite(a) for a in arrays)`` as a backend boolean, read without a host sync."""
+        xp = self.xp
+        return xp.stack([xp.isfinite(a).all() for a in arrays]).all()
 
     def float_errors_ignored(self) -> Any:
         """Context in which overflow/invalid warnings stay silent (fastnn checks finiteness)."""

@@ -13,7 +13,6 @@ no speed-up; the kernels in ``fastnn.kernels`` run serially beside it.
 
 from __future__ import annotations
 
-import weakref
 from typing import Any
 
 import numpy
@@ -21,41 +20,7 @@ import numpy
 from fastnn.kernels import dense, optim, perceptron, small
 
 from .numpy_backend import NumpyBackend
-
-
-class _Workspaces:
-    """Arrays reused across calls, keyed by (owner array, role); freed with their owner.
-
-    Each key keeps the arrays of its two most recent shapes, so a training batch and the
-    shorter last batch (or an evaluation batch) alternate without reallocating, and
-    memory stays bounded however many batch sizes a program uses.
-    """
-
-    SHAPES_PER_KEY = 2
-
-    def __init__(self) -> None:
-        self._arrays: dict[tuple[int, str], list[numpy.ndarray]] = {}
-
-    def get(self, owner: Any, role: str, shape: tuple[int, ...], dtype: Any) -> numpy.ndarray:
-        key = (id(owner), role)
-        arrays = self._arrays.get(key)
-        if arrays is None:
-            arrays = self._arrays[key] = []
-            weakref.finalize(owner, self._arrays.pop, key, None)
-        for i, array in enumerate(arrays):
-            if array.shape == shape and array.dtype == dtype:
-                if i:
-                    arrays.insert(0, arrays.pop(i))  # most recently used first
-                return array
-        array = numpy.empty(shape, dtype=dtype)
-        arrays.insert(0, array)
-        del arrays[self.SHAPES_PER_KEY :]
-        return array
-
-    def nbytes(self) -> int:
-        """Bytes held in workspaces."""
-        return sum(a.nbytes for arrays in self._arrays.values() for a in arrays)
-
+from .workspaces import Workspaces
 
 # Largest (weights x batch size) for which a whole run in one compiled call beats BLAS
 # products driven from Python (measured: see bench/small_networks.py).
@@ -70,10 +35,13 @@ class NumbaBackend(NumpyBackend):
     name = "numba"
 
     def __init__(self) -> None:
-        self._work = _Workspaces()
+        self._work = Workspaces(numpy.empty)
 
     def asarray(self, a: Any, dtype: Any = None) -> Any:
         return numpy.asarray(a, dtype=dtype, order="C")
+
+    def memory_in_use(self) -> int:
+        return self._work.nbytes()
 
     def take_rows(self, X: Any, idx: Any) -> Any:
         out = self._work.get(X, "rows", (len(idx), *X.shape[1:]), X.dtype)

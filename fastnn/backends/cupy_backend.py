@@ -1,0 +1,324 @@
+"""The CuPy backend: cuBLAS matrix products with fused CUDA kernels, training on the GPU.
+
+The kernels are CUDA C++ templates in ``fastnn/kernels/*.cu``, compiled on first use by
+``cupy.RawModule`` (NVRTC) for the dtype at hand; an instance is named from the dtype
+(``"bias_activation<float>"``). As on the Numba backend, each layer's results go to
+workspace arrays reused from step to step, so training allocates nothing per batch, and a
+returned array is valid until the next call for the same layer.
+
+Importing this module imports CuPy but does not touch the GPU; creating the backend
+checks that a usable device is there and says plainly what is missing when it is not.
+Matrix products use CuPy's defaults: float32 products are exact float32 unless the user
+sets ``CUPY_TF32=1`` (TensorFloat-32, faster and less precise) before importing CuPy.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from importlib import resources
+from typing import Any
+
+import cupy
+import numpy
+
+from .base import Backend
+from .workspaces import Workspaces
+
+INSTALL_HINT = "pip install 'fastnn[cuda12x]' (CUDA 12 drivers) or 'fastnn[cuda13x]' (CUDA 13)"
+_CTYPES = {numpy.dtype("float32"): "float", numpy.dtype("float64"): "double"}
+_CODES = {"identity": 0, "sigmoid": 1, "tanh": 2, "relu": 3}
+_THREADS = 256
+_ROW_CHUNK = 256  # rows per block row of the bias-gradient reduction
+
+
+def check_device() -> None:
+    """Raise ``RuntimeError`` saying why CuPy cannot use a GPU here, if it cannot."""
+    runtime = cupy.cuda.runtime
+    driver = runtime.driverGetVersion()
+    built_for = runtime.runtimeGetVersion()
+    if driver == 0:
+        raise RuntimeError(
+            "CuPy is installed but no usable GPU: no NVIDIA driver was found. The cupy "
+            "backend needs an NVIDIA GPU with its driver; use backend='numpy' or 'numba' here"
+        )
+    if driver < built_for:
+        raise RuntimeError(
+            f"CUDA version mismatch: the NVIDIA driver supports CUDA {_version(driver)} but "
+            f"this CuPy was built for CUDA {_version(built_for)}. Install the CuPy matching "
+            f"the driver ({INSTALL_HINT}) or update the driver"
+        )
+    try:
+        count = runtime.getDeviceCount()
+    except runtime.CUDARuntimeError as exc:
+        raise RuntimeError(f"CuPy is installed but no usable GPU: {exc}") from None
+    if count == 0:
+        raise RuntimeError(
+            "CuPy is installed but no usable GPU: no CUDA device is visible "
+            "(check CUDA_VISIBLE_DEVICES)"
+        )
+
+
+def _version(v: int) -> str:
+    return f"{v // 1000}.{v % 1000 // 10}"
+
+
+class _Module:
+    """One ``.cu`` file, compiled per dtype on first use."""
+
+    def __init__(self, filename: str, kernels: tuple[str, ...]) -> None:
+        self.filename = filename
+        self.kernels = kernels
+        self._compiled: dict[str, Any] = {}
+
+    def get(self, kernel: str, dtype: Any) -> Any:
+        ctype = _CTYPES[numpy.dtype(dtype)]
+        if ctype not in self._compiled:
+            source = resources.files("fastnn.kernels").joinpath(self.filename).read_text()
+            self._compiled[ctype] = cupy.RawModule(
+                code=source,
+                options=("-std=c++14",),
+                name_expressions=[f"{k}<{ctype}>" for k in self.kernels],
+            )
+        return self._compiled[ctype].get_function(f"{kernel}<{ctype}>")
+
+
+_DENSE = _Module(
+    "dense.cu",
+    (
+        "bias_activation",
+        "bias_softmax",
+        "activation_backward_bias",
+        "softmax_cross_entropy_labels",
+        "softmax_cross_entropy_dense",
+    ),
+)
+_OPTIM = _Module("optim.cu", ("sgd", "momentum", "adam"))
+
+
+def _blocks(n: int) -> tuple[int]:
+    """Blocks for a grid-stride loop over ``n`` elements."""
+    return (max(1, min(-(-n // _THREADS), 65535)),)
+
+
+def _rows(n: int) -> tuple[int]:
+    """Blocks for one thread per row."""
+    return (max(1, -(-n // _THREADS)),)
+
+
+def _i32(v: int) -> Any:
+    return numpy.int32(v)  # a kernel's ``int`` parameter (a Python int would pass 8 bytes)
+
+
+def _i64(v: int) -> Any:
+    return numpy.int64(v)
+
+
+class CupyBackend(Backend):
+    """cuBLAS products and fused CUDA kernels; everything else from the base, on CuPy."""
+
+    name = "cupy"
+    xp = cupy
+    host_sync_is_cheap = False
+
+    def __init__(self) -> None:
+        check_device()
+        self._work = Workspaces(cupy.empty)
+        self._pointer_tables: dict[tuple, Any] = {}
+
+    def to_numpy(self, a: Any) -> Any:
+        return cupy.asnumpy(a)
+
+    def asarray(self, a: Any, dtype: Any = None) -> Any:
+        return cupy.ascontiguousarray(cupy.asarray(a, dtype=dtype))
+
+    def synchronize(self) -> None:
+        cupy.cuda.Device().synchronize()
+
+    def memory_in_use(self) -> int:
+        return int(cupy.get_default_memory_pool().used_bytes())
+
+    def take_rows(self, X: Any, idx: Any) -> Any:
+        out = self._work.get(X, "rows", (len(idx), *X.shape[1:]), X.dtype)
+        return cupy.take(X, idx, axis=0, out=out)
+
+    def finite_flag(self, arrays: list[Any]) -> Any:
+        flags = cupy.stack([cupy.isfinite(a).all() for a in arrays])
+        return flags.all()
+
+    # -- dense layer -----------------------------------------------------------------
+
+    def affine(self, X: Any, W: Any, b: Any) -> Any:
+        return self.dense_forward(X, W, b, "identity")
+
+    def affine_backward(self, dZ: Any, X: Any, W: Any, need_dX: bool = True) -> tuple:
+        db = self._work.get(W, "db", (W.shape[0],), W.dtype)
+        cupy.sum(dZ, axis=0, out=db)
+        return self._products(dZ, X, W, need_dX) + (db,)
+
+    def _products(self, dZ: Any, X: Any, W: Any, need_dX: bool) -> tuple:
+        dW = cupy.matmul(dZ.T, X, out=self._work.get(W, "dW", W.shape, W.dtype))
+        dX = None
+        if need_dX:
+            out = self._work.get(W, "dX", (dZ.shape[0], W.shape[1]), W.dtype)
+            dX = cupy.matmul(dZ, W, out=out)
+        return dX, dW
+
+    def dense_forward(self, X: Any, W: Any, b: Any, activation: str) -> Any:
+        n, m = X.shape[0], W.shape[0]
+        H = cupy.matmul(X, W.T, out=self._work.get(W, "Z", (n, m), W.dtype))
+        if activation == "softmax":
+            _DENSE.get("bias_softmax", W.dtype)(_rows(n), (_THREADS,), (H, b, _i64(n), _i32(m)))
+        else:
+            _DENSE.get("bias_activation", W.dtype)(
+                _blocks(n * m), (_THREADS,), (H, b, _i64(n), _i32(m), _i32(_CODES[activation]))
+            )
+        return H
+
+    def dense_backward(
+        self, dH: Any, X: Any, W: Any, H: Any, activation: str, need_dX: bool = True
+    ) -> tuple:
+        if activation == "softmax":  # a row-wise Jacobian: the base's composed form
+            return super().dense_backward(dH, X, W, H, activation, need_dX)
+        n, m = H.shape
+        chunks = -(-n // _ROW_CHUNK)
+        dZ = self._work.get(W, "dZ", (n, m), W.dtype)
+        partial = self._work.get(W, "db_partial", (chunks, m), W.dtype)
+        db = self._work.get(W, "db", (m,), W.dtype)
+        _DENSE.get("activation_backward_bias", W.dtype)(
+            (-(-m // 32), chunks),
+            (32, 8),
+            (
+                cupy.ascontiguousarray(dH),
+                H,
+                dZ,
+                partial,
+                _i64(n),
+                _i32(m),
+                _i32(_CODES[activation]),
+                _i32(_ROW_CHUNK),
+            ),
+        )
+        cupy.sum(partial, axis=0, out=db)
+        return self._products(dZ, X, W, need_dX) + (db,)
+
+    # -- fused loss and gradient -------------------------------------------------------
+
+    def softmax_cross_entropy(self, Z: Any, T: Any) -> tuple:
+        n, m = Z.shape
+        dZ = self._work.get(Z, "dloss", (n, m), Z.dtype)
+        rows = self._work.get(Z, "row_loss", (n,), Z.dtype)
+        kernel = "softmax_cross_entropy_labels" if T.ndim == 1 else "softmax_cross_entropy_dense"
+        targets = T.astype(cupy.int64, copy=False) if T.ndim == 1 else T
+        _DENSE.get(kernel, Z.dtype)(_rows(n), (_THREADS,), (Z, targets, dZ, rows, _i64(n), _i32(m)))
+        return rows.mean(), dZ
+
+    @cached_property
+    def _bce(self) -> Any:
+        return cupy.ElementwiseKernel(
+            "T z, T t, T inv_size",
+            "T loss, T dz",
+            """
+            T e = exp(-fabs(z));
+            loss = (z > 0 ? z : T(0)) - z * t + log1p(e);
+            dz = ((z >= 0 ? T(1) / (T(1) + e) : e / (T(1) + e)) - t) * inv_size;
+            """,
+            "fastnn_sigmoid_bce",
+        )
+
+    def sigmoid_binary_cross_entropy(self, Z: Any, T: Any) -> tuple:
+        loss = self._work.get(Z, "elem_loss", Z.shape, Z.dtype)
+        dZ = self._work.get(Z, "dloss", Z.shape, Z.dtype)
+        self._bce(Z, T, Z.dtype.type(1.0 / Z.size), loss, dZ)
+        return loss.mean(), dZ
+
+    @cached_property
+    def _mse(self) -> Any:
+        return cupy.ElementwiseKernel(
+            "T h, T t, T two_over_size",
+            "T sq, T dh",
+            "T d = h - t; sq = d * d; dh = d * two_over_size;",
+            "fastnn_mse",
+        )
+
+    def mse(self, H: Any, T: Any) -> tuple:
+        sq = self._work.get(H, "elem_loss", H.shape, H.dtype)
+        dH = self._work.get(H, "dloss", H.shape, H.dtype)
+        self._mse(H, T, H.dtype.type(2.0 / H.size), sq, dH)
+        return sq.mean(), dH
+
+    # -- optimizer updates: every parameter in one launch ------------------------------
+
+    def _tables(self, decays: list[float], *groups: list) -> tuple:
+        """Device tables of pointers for each group of arrays, the tensors' offsets, the
+        decays; uploaded once and reused while the arrays stay the same."""
+        key = (tuple(decays), *((id(a), a.data.ptr) for group in groups for a in group))
+        if key not in self._pointer_tables:
+            dtype = groups[0][0].dtype
+            sizes = [a.size for a in groups[0]]
+            offsets = cupy.asarray(numpy.concatenate([[0], numpy.cumsum(sizes)]), cupy.int64)
+            tables = [
+                cupy.asarray([a.data.ptr for a in group], dtype=cupy.uint64) for group in groups
+            ]
+            wd = cupy.asarray(decays, dtype=dtype)
+            self._pointer_tables = {key: (tables, offsets, wd, sum(sizes))}  # the latest only
+        return self._pointer_tables[key]
+
+    def sgd_step(
+        self,
+        params: list,
+        grads: list,
+        velocities: list | None,
+        lr: float,
+        momentum: float,
+        nesterov: bool,
+        decays: list[float],
+    ) -> None:
+        s = params[0].dtype.type
+        count = _i32(len(params))
+        if velocities is None:
+            (P, G), offsets, wd, total = self._tables(decays, params, grads)
+            _OPTIM.get("sgd", params[0].dtype)(
+                _blocks(total), (_THREADS,), (P, G, offsets, wd, count, s(lr))
+            )
+        else:
+            (P, G, V), offsets, wd, total = self._tables(decays, params, grads, velocities)
+            _OPTIM.get("momentum", params[0].dtype)(
+                _blocks(total),
+                (_THREADS,),
+                (P, G, V, offsets, wd, count, s(lr), s(momentum), _i32(nesterov)),
+            )
+
+    def adam_step(
+        self,
+        params: list,
+        grads: list,
+        m: list,
+        v: list,
+        lr: float,
+        beta1: float,
+        beta2: float,
+        eps: float,
+        t: int,
+        decays: list[float],
+    ) -> None:
+        s = params[0].dtype.type
+        (P, G, M, V), offsets, wd, total = self._tables(decays, params, grads, m, v)
+        _OPTIM.get("adam", params[0].dtype)(
+            _blocks(total),
+            (_THREADS,),
+            (
+                P,
+                G,
+                M,
+                V,
+                offsets,
+                wd,
+                _i32(len(params)),
+                s(lr),
+                s(beta1),
+                s(beta2),
+                s(eps),
+                s(1 - beta1**t),
+                s(1 - beta2**t),
+            ),
+        )
