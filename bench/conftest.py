@@ -18,7 +18,7 @@ from fastnn.benchmarking.ceilings import memory_bandwidth_gbs, peak_gemm_gflops
 from fastnn.benchmarking.peers import PeerUnavailable
 from fastnn.benchmarking.report import format_table
 from fastnn.benchmarking.suite import checked
-from fastnn.benchmarking.workloads import ARCHITECTURES, Workload
+from fastnn.benchmarking.workloads import ARCHITECTURES, CPU_ARCHITECTURES, Workload
 
 _RESULTS: list[dict] = []
 _CEILINGS: dict = {}
@@ -37,7 +37,7 @@ def dtype(request):
     return request.param
 
 
-@pytest.fixture(params=list(ARCHITECTURES))
+@pytest.fixture(params=list(CPU_ARCHITECTURES))
 def arch(request):
     return ARCHITECTURES[request.param]
 

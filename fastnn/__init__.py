@@ -12,13 +12,19 @@ from .backends import available_backends, get_backend, known_backends, use_backe
 from .conformance import check_backends
 from .errors import ModelFileError, TrainingDivergedError
 from .gradcheck import gradcheck
-from .io import load_model as load
 from .layers import Dense
 from .model import MLP, Sequential
 from .optimizers import SGD, Adam
 from .perceptron import Perceptron
 
 __version__ = "0.1.0"
+
+
+def load(path: Any, backend: Any = None) -> Sequential:
+    """Read a model file written by ``model.save``; see :func:`fastnn.io.load_model`."""
+    from .io import load_model  # safetensors loads only when a model file is read
+
+    return load_model(path, backend=backend)
 
 
 def to_numpy(array: Any) -> Any:

@@ -162,7 +162,7 @@ are listed as skipped, with the install command."""
 def add_bench_parser(commands: Any) -> None:
     """The ``fastnn bench`` subcommand."""
     from .benchmarking.suite import KINDS, PEERS
-    from .benchmarking.workloads import ARCHITECTURES
+    from .benchmarking.workloads import ARCHITECTURES, CPU_ARCHITECTURES
 
     bench = commands.add_parser(
         "bench",
@@ -174,8 +174,9 @@ def add_bench_parser(commands: Any) -> None:
         "--arch",
         nargs="+",
         choices=list(ARCHITECTURES),
-        default=list(ARCHITECTURES),
-        help="architectures (default: all)",
+        default=list(CPU_ARCHITECTURES),
+        help="architectures (default: " + ", ".join(CPU_ARCHITECTURES) + "; XL "
+        "784-4096-4096-4096-10, batch 8192, is for GPUs)",
     )
     bench.add_argument(
         "--kind", nargs="+", choices=KINDS, default=list(KINDS), help="what to time (default: all)"

@@ -277,6 +277,22 @@ class Sequential:
         for layer, (W, b) in zip(self.layers, weights, strict=True):
             layer.set_weights(self.backend, W, b, self.dtype)
 
+    def to(self, backend: str | Backend) -> Sequential:
+        """Move the weights, and the optimizer's state, to another backend; returns ``self``.
+
+        ``model.to("cupy")`` before training on a GPU, ``model.to("numpy")`` after; later
+        ``fit`` calls with the same optimizer continue exactly where they stopped.
+        """
+        new = get_backend(backend)
+        old = self.backend
+        weights = self.get_weights()
+        self.backend = new
+        for layer, (W, b) in zip(self.layers, weights, strict=True):
+            layer.set_weights(new, W, b, self.dtype)
+        if self.optimizer is not None:
+            self.optimizer.move(old, new, self.parameters())
+        return self
+
     def clone(self, backend: str | Backend | None = None, dtype: str | None = None) -> Sequential:
         """A new model with the same layers and weights, optionally on another backend/dtype."""
         new = type(self).__new__(type(self))

@@ -51,6 +51,18 @@ class Optimizer:
     def _init_state(self, backend: Any, params: list) -> None:
         self.t = 0
 
+    #: names of the attributes holding per-parameter state (lists of arrays)
+    state_names: tuple[str, ...] = ()
+
+    def move(self, old: Any, new: Any, params: list) -> None:
+        """Carry the state over to backend ``new`` for the model's moved ``params``."""
+        for name in self.state_names:
+            arrays = getattr(self, name)
+            if arrays:
+                setattr(self, name, [new.asarray(old.to_numpy(a)) for a in arrays])
+        if self._params is not None:
+            self._params = params
+
     def step(self, model: Any) -> None:
         """Update ``model``'s parameters in place from the gradients of its last backward pass."""
         self._bind(model)
@@ -77,6 +89,7 @@ class SGD(Optimizer):
     """
 
     name = "sgd"
+    state_names = ("velocities",)
 
     def __init__(
         self,
@@ -126,6 +139,7 @@ class Adam(Optimizer):
     """
 
     name = "adam"
+    state_names = ("m", "v")
 
     def __init__(
         self,

@@ -6,8 +6,6 @@ import math
 import sys
 from typing import Any
 
-from tqdm import tqdm
-
 from .errors import TrainingDivergedError
 from .init import batch_orders
 from .model import batch_slices
@@ -112,7 +110,7 @@ def fit(
     monitor = "val_loss" if validation_data is not None else "loss"
     best_loss, best_weights, best_epoch = math.inf, None, 0
 
-    bar = tqdm(total=epochs, unit="epoch", disable=not progress, file=sys.stderr, leave=True)
+    bar = _progress_bar(epochs) if progress else None
     n = X_host.shape[0]
     # A backend may run many epochs of plain SGD in one call (small networks); that needs
     # nothing to happen between epochs, so no validation and no early stopping.
@@ -137,7 +135,7 @@ def fit(
                     if model.is_classifier:
                         history["accuracy"].extend(accuracies)
                     epoch += len(losses)
-                    _show(bar, history, len(losses), progress)
+                    _show(bar, history, len(losses))
                     if failure is not None:
                         _diverged(
                             model,
@@ -161,7 +159,7 @@ def fit(
                         history["val_loss"].append(scores["loss"])
                         if model.is_classifier:
                             history["val_accuracy"].append(scores["accuracy"])
-                    _show(bar, history, 1, progress)
+                    _show(bar, history, 1)
                     if patience is not None:
                         if history[monitor][-1] < best_loss:
                             best_loss, best_epoch = history[monitor][-1], epoch
@@ -170,7 +168,8 @@ def fit(
                             epochs = epoch  # stop
                             break
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
         for layer in model.layers:
             layer.release()
     if best_weights is not None and best_epoch != len(history["loss"]):
@@ -179,9 +178,15 @@ def fit(
     return history
 
 
-def _show(bar: Any, history: dict[str, list[float]], epochs: int, progress: bool) -> None:
-    bar.update(epochs)
-    if progress:
+def _progress_bar(epochs: int) -> Any:
+    from tqdm import tqdm  # imported only when a bar is shown
+
+    return tqdm(total=epochs, unit="epoch", file=sys.stderr, leave=True)
+
+
+def _show(bar: Any, history: dict[str, list[float]], epochs: int) -> None:
+    if bar is not None:
+        bar.update(epochs)
         bar.set_postfix({k: f"{v[-1]:.4g}" for k, v in history.items()}, refresh=False)
 
 

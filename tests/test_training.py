@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import fastnn
+from fastnn.backends.numpy_backend import NumpyBackend
 from fastnn.datasets import make_lecture_toy, make_spirals, make_xor
 
 
@@ -232,7 +233,7 @@ def test_divergence_in_many_epochs_of_a_small_network(backend):
         assert np.isfinite(W).all() and np.isfinite(b).all()
 
 
-class _DeviceLikeBackend(fastnn.backends.numpy_backend.NumpyBackend):
+class _DeviceLikeBackend(NumpyBackend):
     """The NumPy backend driven as a GPU backend is: no host read until the epoch ends."""
 
     name = "device-like"
@@ -276,3 +277,20 @@ def test_device_training_loop_restores_the_epoch_start_on_divergence(device_like
         model.fit(X, y, epochs=50, batch_size=8, optimizer="sgd", lr=10.0)
     for W, b in model.get_weights():
         assert np.isfinite(W).all() and np.isfinite(b).all()
+
+
+@pytest.mark.parametrize("optimizer", ["momentum", "adam"])
+def test_moving_between_backends_keeps_weights_and_optimizer_state(backend, rng, optimizer):
+    X, y = rng.normal(size=(40, 5)), rng.integers(0, 3, size=40)
+    kwargs = dict(activation="relu", loss="cross_entropy", dtype="float64", seed=0)
+    fit = dict(batch_size=8, optimizer=optimizer, lr=0.01)
+    straight = fastnn.MLP([5, 7, 3], **kwargs)
+    straight.fit(X, y, epochs=4, **fit)
+    moved = fastnn.MLP([5, 7, 3], **kwargs)
+    moved.fit(X, y, epochs=2, **fit)
+    assert moved.to(backend) is moved and moved.backend.name == backend
+    moved.fit(X, y, epochs=2, optimizer=moved.optimizer, batch_size=8)  # same state
+    moved.to("numpy")
+    for (W, b), (W2, b2) in zip(moved.get_weights(), straight.get_weights()):
+        np.testing.assert_allclose(W, W2, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(b, b2, rtol=1e-10, atol=1e-12)

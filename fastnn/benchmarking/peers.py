@@ -81,7 +81,8 @@ def torch_train_step(arch: Architecture, dtype: str, device: str = "cpu") -> Wor
     def check() -> float:
         _, probe = _torch_setup(arch, dtype, device)
         probe_opt = torch.optim.SGD(probe.parameters(), lr=LR)
-        criterion(probe(X), T).backward()
+        k = arch.check_batch
+        criterion(probe(X[:k]), T[:k]).backward()
         probe_opt.step()
         got = [p.detach().cpu().numpy() for p in probe.parameters()]
         return deviation(got, reference_step(arch))

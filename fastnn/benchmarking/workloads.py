@@ -61,6 +61,11 @@ class Architecture:
         return max(1, 256 // self.epoch_samples)
 
     @property
+    def check_batch(self) -> int:
+        """Rows of the one-step correctness check (the float64 reference runs on the CPU)."""
+        return min(self.batch, 1024)
+
+    @property
     def steps_per_epoch(self) -> int:
         return -(-self.epoch_samples // self.batch)
 
@@ -70,7 +75,13 @@ ARCHITECTURES = {
     "M": Architecture("M", (784, 512, 256, 10), "relu", "softmax", "cross_entropy", 256, 8192),
     "L": Architecture("L", (784, 2048, 2048, 10), "relu", "softmax", "cross_entropy", 1024, 4096),
     "lecture": Architecture("lecture", (2, 5, 1), "sigmoid", "sigmoid", "mse", 2, 2),
+    # for GPUs only: about 1.8 TFLOP per training step
+    "XL": Architecture(
+        "XL", (784, 4096, 4096, 4096, 10), "relu", "softmax", "cross_entropy", 8192, 65536
+    ),
 }
+#: what ``fastnn bench`` and ``pytest bench/`` run by default on a CPU
+CPU_ARCHITECTURES = ("S", "M", "L", "lecture")
 
 
 def data(arch: Architecture, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -98,8 +109,8 @@ def reference_model(arch: Architecture, dtype: str = "float64", backend: str = "
 def reference_step(arch: Architecture) -> list[np.ndarray]:
     """Weights ``[W1, b1, ...]`` after one float64 SGD step on the first batch."""
     model = reference_model(arch)
-    X, y = data(arch, arch.batch)
-    model.fit(X, y, epochs=1, batch_size=arch.batch, optimizer="sgd", lr=LR, shuffle=False)
+    X, y = data(arch, arch.check_batch)
+    model.fit(X, y, epochs=1, batch_size=arch.check_batch, optimizer="sgd", lr=LR, shuffle=False)
     return [a for pair in model.get_weights() for a in pair]
 
 
@@ -154,6 +165,7 @@ def fastnn_train_step(arch: Architecture, backend: str, dtype: str) -> Workload:
     def step() -> None:
         model.train_batch(Xd, Td)
         opt.step(model)
+        b.synchronize()  # a GPU step is timed to its end
 
     return Workload(
         f"fastnn[{backend}]",
@@ -171,8 +183,10 @@ def fastnn_train_step(arch: Architecture, backend: str, dtype: str) -> Workload:
 def _step_check(arch: Architecture, backend: str, dtype: str) -> Callable[[], float]:
     def check() -> float:
         probe = reference_model(arch, dtype, backend)
-        X, y = data(arch, arch.batch)
-        probe.fit(X, y, epochs=1, batch_size=arch.batch, optimizer="sgd", lr=LR, shuffle=False)
+        X, y = data(arch, arch.check_batch)
+        probe.fit(
+            X, y, epochs=1, batch_size=arch.check_batch, optimizer="sgd", lr=LR, shuffle=False
+        )
         got = [a for pair in probe.get_weights() for a in pair]
         return deviation(got, reference_step(arch))
 
