@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from fastnn.backends import unavailable_reason
+
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 PYTHON_BLOCKS = re.findall(r"```python\n(.*?)```", README, flags=re.S)
@@ -14,6 +16,10 @@ PYTHON_BLOCKS = re.findall(r"```python\n(.*?)```", README, flags=re.S)
 
 @pytest.mark.parametrize("index", range(len(PYTHON_BLOCKS)))
 def test_readme_python_blocks_run(index, tmp_path, monkeypatch):
+    if PYTHON_BLOCKS[index].startswith("# needs a GPU"):
+        reason = unavailable_reason("cupy")
+        if reason is not None:
+            pytest.skip(f"[cupy] {reason}")
     monkeypatch.chdir(tmp_path)
     exec(compile(PYTHON_BLOCKS[index], f"README.md python block {index}", "exec"), {})
 
