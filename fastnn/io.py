@@ -13,6 +13,8 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,26 +37,39 @@ _MAX_HEADER_BYTES = 1 << 20
 def save_model(model: Sequential, path: str | os.PathLike) -> None:
     """Write ``model`` to ``path``: a temporary file in the same folder, flushed, synced,
     then renamed over ``path``, so an interrupted save leaves the previous file intact."""
+    write_file(Path(path), model, FORMAT)
+
+
+def write_file(
+    path: Path,
+    model: Sequential,
+    fmt: str,
+    tensors: dict[str, Any] | None = None,
+    metadata: dict[str, str] | None = None,
+) -> None:
+    """Atomically write ``model``'s architecture and weights, plus extra ``tensors`` and
+    string ``metadata``, as a safetensors file of format ``fmt``."""
     from . import __version__
 
-    path = Path(path)
-    tensors: dict[str, np.ndarray] = {}
+    all_tensors: dict[str, np.ndarray] = {}
     for i, (W, b) in enumerate(model.get_weights()):
-        tensors[f"layers.{i}.W"] = np.ascontiguousarray(W)
-        tensors[f"layers.{i}.b"] = np.ascontiguousarray(b)
+        all_tensors[f"layers.{i}.W"] = np.ascontiguousarray(W)
+        all_tensors[f"layers.{i}.b"] = np.ascontiguousarray(b)
+    all_tensors.update({k: np.ascontiguousarray(v) for k, v in (tensors or {}).items()})
     architecture = {
         "class": "MLP" if isinstance(model, MLP) else "Sequential",
         "layers": [[layer.n_in, layer.n_out, layer.activation] for layer in model.layers],
         "loss": model.loss.name,
         "dtype": model.dtype,
     }
-    metadata = {
-        "format": FORMAT,
+    all_metadata = {
+        "format": fmt,
         "format_version": str(FORMAT_VERSION),
         "fastnn_version": __version__,
         "architecture": json.dumps(architecture),
+        **(metadata or {}),
     }
-    atomic_write(path, safetensors_bytes(tensors, metadata=metadata))
+    atomic_write(path, safetensors_bytes(all_tensors, metadata=all_metadata))
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -117,25 +132,57 @@ def load_model(path: str | os.PathLike, backend: Any = None) -> Sequential:
     ModelFileError
         The file is damaged, truncated, not a fastnn model, or from an incompatible version.
     """
-    path = Path(path)
+    contents = read_file(Path(path), FORMAT)
+    return build_model(contents, backend)
+
+
+@dataclass
+class FileContents:
+    """What :func:`read_file` found, all checked against each other."""
+
+    architecture: dict[str, Any]
+    layers: list[Dense]
+    weights: list[tuple[np.ndarray, np.ndarray]]
+    metadata: dict[str, str]
+    extra: dict[str, np.ndarray]
+
+
+def read_file(
+    path: Path,
+    fmt: str,
+    extra_tensors: Callable[[dict[str, str], list[Dense]], dict[str, list[int]]] | None = None,
+) -> FileContents:
+    """Read and check a file written by :func:`write_file` with format ``fmt``.
+
+    ``extra_tensors(metadata, layers)`` names the tensors beyond the weights the file must
+    hold, with their shapes (checked, like the weights', before anything is read).
+    """
     if not path.is_file():
-        raise FileNotFoundError(f"no model file at {path}")
+        raise FileNotFoundError(f"no {'model' if fmt == FORMAT else fmt} file at {path}")
     _check_header_size(path)
     try:
         with safe_open(str(path), framework="numpy") as f:
             metadata = f.metadata() or {}
-            architecture = _read_metadata(path, metadata)
+            architecture = _read_metadata(path, metadata, fmt)
             layers = _layers_from(path, architecture)
-            _check_tensors(path, f, layers, architecture["dtype"])
+            extra = extra_tensors(metadata, layers) if extra_tensors else {}
+            _check_tensors(path, f, layers, architecture["dtype"], extra)
             weights = [
                 (f.get_tensor(f"layers.{i}.W"), f.get_tensor(f"layers.{i}.b"))
                 for i in range(len(layers))
             ]
+            extra_arrays = {name: f.get_tensor(name) for name in extra}
     except SafetensorError as exc:
         raise ModelFileError(f"{path} is not a readable safetensors file: {exc}") from None
     for i, (W, b) in enumerate(weights):
         if not (np.isfinite(W).all() and np.isfinite(b).all()):
             raise ModelFileError(f"{path}: layer {i} holds NaN or infinite weights")
+    return FileContents(architecture, layers, weights, metadata, extra_arrays)
+
+
+def build_model(contents: FileContents, backend: Any = None) -> Sequential:
+    """The model a file describes, with its weights, on ``backend``."""
+    architecture, layers = contents.architecture, contents.layers
     kwargs = {"loss": architecture["loss"], "backend": backend, "dtype": architecture["dtype"]}
     if architecture["class"] == "MLP" and _is_mlp(layers):
         sizes = [layers[0].n_in] + [layer.n_out for layer in layers]
@@ -147,7 +194,7 @@ def load_model(path: str | os.PathLike, backend: Any = None) -> Sequential:
         )
     else:
         model = Sequential(layers, **kwargs)
-    model.set_weights(weights)
+    model.set_weights(contents.weights)
     return model
 
 
@@ -165,9 +212,10 @@ def _check_header_size(path: Path) -> None:
         )
 
 
-def _read_metadata(path: Path, metadata: dict[str, str]) -> dict[str, Any]:
-    if metadata.get("format") != FORMAT:
-        raise ModelFileError(f"{path} is a safetensors file but not a fastnn model")
+def _read_metadata(path: Path, metadata: dict[str, str], fmt: str) -> dict[str, Any]:
+    if metadata.get("format") != fmt:
+        what = "a fastnn model" if fmt == FORMAT else f"a {fmt} file"
+        raise ModelFileError(f"{path} is a safetensors file but not {what}")
     try:
         version = int(metadata.get("format_version", ""))
     except ValueError:
@@ -212,11 +260,14 @@ def _layers_from(path: Path, architecture: dict[str, Any]) -> list[Dense]:
     return layers
 
 
-def _check_tensors(path: Path, f: Any, layers: list[Dense], dtype: str) -> None:
+def _check_tensors(
+    path: Path, f: Any, layers: list[Dense], dtype: str, extra: dict[str, list[int]]
+) -> None:
     expected = {}
     for i, layer in enumerate(layers):
         expected[f"layers.{i}.W"] = [layer.n_out, layer.n_in]
         expected[f"layers.{i}.b"] = [layer.n_out]
+    expected.update(extra)
     names = set(f.keys())
     if names != set(expected):
         missing = sorted(set(expected) - names)

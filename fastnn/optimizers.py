@@ -35,10 +35,28 @@ class Optimizer:
         self.weight_decay = _non_negative(weight_decay, f"{type(self).__name__}: weight_decay")
         self.t = 0  # steps taken
         self._params: list | None = None
+        self._pending: dict[str, list] | None = None  # state read from a checkpoint
+
+    def config(self) -> dict[str, Any]:
+        """The constructor's arguments: ``type(opt)(**opt.config())`` is a fresh twin."""
+        raise NotImplementedError
+
+    def restore_state(self, state: dict[str, list]) -> None:
+        """State arrays (host) from a checkpoint, bound to the model at the next step."""
+        self._pending = state
 
     def _bind(self, model: Any) -> None:
         params = model.parameters()
-        if (
+        if self._pending is not None:
+            t = self.t
+            self._init_state(model.backend, params)  # zeros where the checkpoint has none
+            self.t = t
+            for name, arrays in self._pending.items():
+                if arrays:
+                    setattr(self, name, [model.backend.asarray(a) for a in arrays])
+            self._pending = None
+            self._params = params
+        elif (
             self._params is None
             or len(self._params) != len(params)
             or any(a is not b for a, b in zip(self._params, params, strict=True))
@@ -105,6 +123,14 @@ class SGD(Optimizer):
         self.nesterov = bool(nesterov)
         self.velocities: list | None = None
 
+    def config(self) -> dict[str, Any]:
+        return {
+            "lr": self.lr,
+            "momentum": self.momentum,
+            "nesterov": self.nesterov,
+            "weight_decay": self.weight_decay,
+        }
+
     def __repr__(self) -> str:
         return (
             f"SGD(lr={self.lr}, momentum={self.momentum}, nesterov={self.nesterov}, "
@@ -155,6 +181,15 @@ class Adam(Optimizer):
         self.eps = _positive(eps, "Adam: eps")
         self.m: list = []
         self.v: list = []
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "lr": self.lr,
+            "beta1": self.beta1,
+            "beta2": self.beta2,
+            "eps": self.eps,
+            "weight_decay": self.weight_decay,
+        }
 
     def __repr__(self) -> str:
         return (

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from typing import Any
 
+from .checkpoint import Position, load_checkpoint, save_checkpoint
 from .errors import TrainingDivergedError
 from .init import batch_orders
 from .model import batch_slices
@@ -14,6 +19,8 @@ from .validation import positive_int
 
 # Batch orders are drawn for this many samples' worth of epochs at a time.
 _ORDER_CHUNK_SAMPLES = 1 << 16
+# Data larger than this stays where it is (a memory map, say) and is read batch by batch.
+STREAM_BYTES = 1 << 30
 
 
 def fit(
@@ -23,7 +30,7 @@ def fit(
     *,
     epochs: int = 10,
     batch_size: int = 32,
-    optimizer: Any = "sgd",
+    optimizer: Any = None,
     lr: float | None = None,
     momentum: float | None = None,
     nesterov: bool | None = None,
@@ -32,6 +39,9 @@ def fit(
     shuffle: bool = True,
     patience: int | None = None,
     progress: bool | None = None,
+    checkpoint: Any = None,
+    checkpoint_every: int = 1,
+    resume: Any = None,
 ) -> dict[str, list[float]]:
     """Train ``model`` by mini-batch gradient descent.
 
@@ -44,13 +54,18 @@ def fit(
     model : Sequential
         Trained in place.
     X : array of shape (n, n_features)
+        Host arrays, memory maps (``np.load(..., mmap_mode="r")``: larger than 1 GiB, they
+        are read batch by batch) or, on the cupy backend, GPU arrays.
     y : array
         Class ids (n,) or one-hot (n, k) for cross_entropy; (n,) or (n, n_outputs) otherwise.
-    epochs, batch_size : int
-        Passes over the data, and samples per gradient step (the last batch may be short).
-    optimizer : str or Optimizer
-        ``"sgd"``, ``"momentum"``, ``"nesterov"``, ``"adam"``, or an instance (kept between
-        calls, with its state, as ``model.optimizer``).
+    epochs : int
+        The run's total number of passes over the data (with ``resume``: including those
+        already done).
+    batch_size : int
+        Samples per gradient step (the last batch may be short).
+    optimizer : str or Optimizer, optional
+        ``"sgd"`` (the default), ``"momentum"``, ``"nesterov"``, ``"adam"``, or an instance
+        (kept between calls, with its state, as ``model.optimizer``).
     lr, momentum, nesterov, weight_decay : optional
         Settings for a named optimizer; its defaults when None.
     validation_data : (X_val, y_val), optional
@@ -63,6 +78,13 @@ def fit(
         weights of the best epoch.
     progress : bool, optional
         Show a progress bar; by default only when standard error is a terminal.
+    checkpoint : path, optional
+        Write a checkpoint here every ``checkpoint_every`` epochs, at the end, and when
+        interrupted: weights, optimizer state, generator state, position and history.
+    resume : path, optional
+        Continue the run saved in this checkpoint: with the same data, ``epochs`` and
+        ``batch_size`` the result is exactly the uninterrupted run's. The optimizer comes
+        from the checkpoint.
 
     Returns
     -------
@@ -76,239 +98,428 @@ def fit(
     TrainingDivergedError
         The loss or a gradient became NaN or infinite; the message names the epoch and
         batch, and the model keeps its last finite weights.
+    KeyboardInterrupt
+        Ctrl-C: training stops after the current batch, the model holds the weights of
+        the last completed batch, ``model.history`` the completed epochs, and the
+        checkpoint (if any) the exact position, so ``resume`` continues from there.
     """
     # Every check runs before anything changes, so bad input never costs a trained model.
     epochs = positive_int(epochs, "epochs")
     batch_size = positive_int(batch_size, "batch_size")
+    checkpoint_every = positive_int(checkpoint_every, "checkpoint_every")
     if patience is not None:
         patience = positive_int(patience, "patience")
-    opt = make_optimizer(
-        optimizer, lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay
-    )
+    saved = None
+    if resume is not None:
+        saved = load_checkpoint(resume)
+        _check_resumable(model, saved, resume, optimizer, lr, momentum, nesterov, weight_decay)
+        opt = saved.optimizer
+    else:
+        opt = make_optimizer(
+            "sgd" if optimizer is None else optimizer,
+            lr,
+            momentum=momentum,
+            nesterov=nesterov,
+            weight_decay=weight_decay,
+        )
     X_host = model._features(X)
     T_host = model._targets(y, X_host.shape[0])
+    X_val = T_val = None
     if validation_data is not None:
         if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
             raise ValueError("validation_data must be a pair (X_val, y_val)")
         X_val = model._features(validation_data[0], name="X_val")
         T_val = model._targets(validation_data[1], X_val.shape[0], name="y_val")
+    if saved is not None and saved.position.epoch > epochs:
+        raise ValueError(f"{resume} is at epoch {saved.position.epoch}, past epochs={epochs}")
     if progress is None:
         progress = sys.stderr.isatty()
 
-    backend = model.backend
-    Xd = backend.asarray(X_host, dtype=model.dtype)
-    Td = model._targets_to_backend(T_host)
-    history: dict[str, list[float]] = {"loss": []}
-    if model.is_classifier:
-        history["accuracy"] = []
-    if validation_data is not None:
-        history["val_loss"] = []
-        if model.is_classifier:
-            history["val_accuracy"] = []
-    model.history = history
-    model.optimizer = opt
-    monitor = "val_loss" if validation_data is not None else "loss"
-    best_loss, best_weights, best_epoch = math.inf, None, 0
-
-    bar = _progress_bar(epochs) if progress else None
-    n = X_host.shape[0]
-    # A backend may run many epochs of plain SGD in one call (small networks); that needs
-    # nothing to happen between epochs, so no validation and no early stopping.
-    try_fused = (
-        validation_data is None
-        and patience is None
-        and isinstance(opt, SGD)
-        and not opt.momentum
-        and not opt.weight_decay
+    trainer = _Trainer(
+        model,
+        opt,
+        X_host,
+        T_host,
+        X_val,
+        T_val,
+        epochs,
+        batch_size,
+        shuffle,
+        patience,
+        checkpoint,
+        checkpoint_every,
     )
-    epoch = 0
+    if saved is not None:
+        trainer.restore(saved)
+    with _interrupts() as interrupted:
+        trainer.interrupted = interrupted
+        trainer.run(progress)
+    return model.history
+
+
+def _check_resumable(model: Any, saved: Any, path: Any, optimizer: Any, *settings: Any) -> None:
+    c = saved.contents
+    mine = [[layer.n_in, layer.n_out, layer.activation] for layer in model.layers]
+    if (c.architecture["layers"], c.architecture["loss"], c.architecture["dtype"]) != (
+        mine,
+        model.loss.name,
+        model.dtype,
+    ):
+        raise ValueError(
+            f"{path} was written for layers {c.architecture['layers']} with loss "
+            f"{c.architecture['loss']!r} in {c.architecture['dtype']}, not for {model!r}"
+        )
+    if optimizer is not None or any(v is not None for v in settings):
+        raise ValueError(
+            f"resume takes the optimizer and its settings from {path}; "
+            "do not pass optimizer, lr, momentum, nesterov or weight_decay"
+        )
+
+
+class _Interrupted:
+    """Set by Ctrl-C while ``fit`` runs; the loop stops after the current batch."""
+
+    def __init__(self) -> None:
+        self.flag = False
+
+    def __bool__(self) -> bool:
+        return self.flag
+
+
+@contextlib.contextmanager
+def _interrupts() -> Iterator[_Interrupted]:
+    interrupted = _Interrupted()
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupted  # signals reach the main thread only
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if interrupted.flag:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        interrupted.flag = True
+
+    previous = signal.signal(signal.SIGINT, handler)
     try:
-        with backend.float_errors_ignored():
-            while epoch < epochs:
-                # Batch orders are drawn ahead in chunks, the same whichever path runs them.
-                count = min(epochs - epoch, max(1, _ORDER_CHUNK_SAMPLES // n))
-                orders = batch_orders(model._rng, n, count, shuffle)
-                fused = _run_fused(model, opt, Xd, Td, orders, batch_size) if try_fused else None
-                if fused is not None:
-                    losses, accuracies, failure = fused
-                    history["loss"].extend(losses)
-                    if model.is_classifier:
-                        history["accuracy"].extend(accuracies)
-                    epoch += len(losses)
-                    _show(bar, history, len(losses))
-                    if failure is not None:
-                        _diverged(
-                            model,
-                            model.parameters(),
-                            epoch + 1,
-                            failure + 1,
-                            "the loss, a gradient or an update is not finite",
-                        )
-                    continue
-                try_fused = False
-                for order in orders:
-                    epoch += 1
-                    loss, accuracy = _run_epoch(
-                        model, opt, Xd, Td, epoch, batch_size, order if shuffle else None
-                    )
-                    history["loss"].append(loss)
-                    if model.is_classifier:
-                        history["accuracy"].append(accuracy)
-                    if validation_data is not None:
-                        scores = model._evaluate_host(X_val, T_val, batch_size=4096)
-                        history["val_loss"].append(scores["loss"])
-                        if model.is_classifier:
-                            history["val_accuracy"].append(scores["accuracy"])
-                    _show(bar, history, 1)
-                    if patience is not None:
-                        if history[monitor][-1] < best_loss:
-                            best_loss, best_epoch = history[monitor][-1], epoch
-                            best_weights = [backend.copy(p) for p in model.parameters()]
-                        elif epoch - best_epoch >= patience:
-                            epochs = epoch  # stop
-                            break
+        yield interrupted
     finally:
-        if bar is not None:
-            bar.close()
-        for layer in model.layers:
-            layer.release()
-    if best_weights is not None and best_epoch != len(history["loss"]):
-        for p, saved in zip(model.parameters(), best_weights, strict=True):
-            p[...] = saved
-    return history
+        signal.signal(signal.SIGINT, previous)
 
 
-def _progress_bar(epochs: int) -> Any:
+class _Epoch:
+    """Running sums of the epoch under way."""
+
+    def __init__(self, loss: float = 0.0, correct: float = 0.0, units: int = 0) -> None:
+        self.loss, self.correct, self.units = loss, correct, units
+
+
+class _Trainer:
+    """One ``fit`` call's state: the model, optimizer, data, history and position."""
+
+    def __init__(
+        self,
+        model: Any,
+        opt: Any,
+        X_host: Any,
+        T_host: Any,
+        X_val: Any,
+        T_val: Any,
+        epochs: int,
+        batch_size: int,
+        shuffle: bool,
+        patience: int | None,
+        checkpoint: Any,
+        checkpoint_every: int,
+    ) -> None:
+        backend = model.backend
+        self.model, self.opt, self.backend = model, opt, backend
+        self.n = X_host.shape[0]
+        # Small enough: on the backend once per fit; larger: read batch by batch.
+        self.stream = X_host.nbytes > STREAM_BYTES
+        self.X_host = X_host
+        self.Xd = None if self.stream else backend.asarray(X_host, dtype=model.dtype)
+        self.Td = model._targets_to_backend(T_host)
+        self.X_val, self.T_val = X_val, T_val
+        self.epochs, self.batch_size, self.shuffle = epochs, batch_size, shuffle
+        self.patience, self.checkpoint, self.checkpoint_every = (
+            patience,
+            checkpoint,
+            checkpoint_every,
+        )
+        self.position = Position(epochs=epochs, epoch=0, batch_size=batch_size, shuffle=shuffle)
+        self.history: dict[str, list[float]] = {"loss": []}
+        if model.is_classifier:
+            self.history["accuracy"] = []
+        if X_val is not None:
+            self.history["val_loss"] = []
+            if model.is_classifier:
+                self.history["val_accuracy"] = []
+        self.monitor = "val_loss" if X_val is not None else "loss"
+        self.best = (math.inf, None, 0)  # (monitored loss, weights, epoch)
+        self.partial = _Epoch()
+        self.resumed_chunk = False
+        self.interrupted: Any = False
+        # A backend may run many epochs of plain SGD in one call (small networks); that
+        # needs nothing to happen between epochs: no validation, no early stopping.
+        self.try_fused = (
+            X_val is None
+            and patience is None
+            and not self.stream
+            and isinstance(opt, SGD)
+            and not opt.momentum
+            and not opt.weight_decay
+        )
+
+    def restore(self, saved: Any) -> None:
+        """Continue from a checkpoint: weights, optimizer, generator, position, history."""
+        model = self.model
+        model.set_weights(saved.contents.weights)
+        self.opt = saved.optimizer
+        p = saved.position
+        self.position = p
+        self.position.epochs = self.epochs
+        for key in self.history:
+            self.history[key] = list(saved.history.get(key, []))
+        self.partial = _Epoch(p.partial_loss, p.partial_correct, p.partial_units)
+        self.resumed_chunk = p.chunk_count > 0 and p.epoch < p.chunk_start + p.chunk_count
+
+    def run(self, progress: bool) -> None:
+        model, backend, p = self.model, self.backend, self.position
+        model.history = self.history
+        model.optimizer = self.opt
+        bar = _progress_bar(self.epochs, p.epoch) if progress else None
+        try:
+            with backend.float_errors_ignored():
+                while p.epoch < self.epochs and not self._stopped():
+                    if self.resumed_chunk:
+                        model._rng.bit_generator.state = p.chunk_state
+                        self.resumed_chunk = False
+                    else:
+                        p.chunk_state = model._rng.bit_generator.state
+                        p.chunk_start = p.epoch
+                        p.chunk_count = min(
+                            self.epochs - p.epoch, max(1, _ORDER_CHUNK_SAMPLES // self.n)
+                        )
+                    orders = batch_orders(model._rng, self.n, p.chunk_count, self.shuffle)
+                    self._run_chunk(orders, bar)
+        finally:
+            if bar is not None:
+                bar.close()
+            for layer in model.layers:
+                layer.release()
+        if self.interrupted:
+            self._save()
+            where = f"epoch {p.epoch + 1}, batch {p.batch}" if p.batch else f"epoch {p.epoch}"
+            saved = f"; checkpoint written to {self.checkpoint}" if self.checkpoint else ""
+            raise KeyboardInterrupt(f"training interrupted after {where}{saved}")
+        if self.checkpoint is not None:
+            self._save()
+        best_loss, best_weights, best_epoch = self.best
+        if best_weights is not None and best_epoch != len(self.history["loss"]):
+            for param, saved_weights in zip(model.parameters(), best_weights, strict=True):
+                param[...] = saved_weights
+
+    def _stopped(self) -> bool:
+        return bool(self.interrupted)
+
+    def _run_chunk(self, orders: Any, bar: Any) -> None:
+        p = self.position
+        while p.epoch < p.chunk_start + p.chunk_count and p.epoch < self.epochs:
+            k = p.epoch - p.chunk_start
+            if self.try_fused and p.batch == 0:
+                stop = min(p.chunk_start + p.chunk_count, self.epochs, self._next_checkpoint())
+                if self._run_fused(orders[k : stop - p.chunk_start], bar):
+                    if self._stopped():
+                        return
+                    continue
+                self.try_fused = False
+            order = orders[k] if self.shuffle or self.stream else None
+            if not self._run_epoch(order):
+                return  # interrupted mid-epoch
+            self._end_epoch(bar)
+            if self._stopped() or p.epoch >= self.epochs:
+                return
+
+    def _next_checkpoint(self) -> int:
+        if self.checkpoint is None:
+            return self.epochs
+        every = self.checkpoint_every
+        return (self.position.epoch // every + 1) * every
+
+    def _end_epoch(self, bar: Any) -> None:
+        """Record a completed epoch: history, validation, checkpoint, early stopping."""
+        model, p, history = self.model, self.position, self.history
+        history["loss"].append(self.partial.loss / self.n)
+        if model.is_classifier:
+            units = self.partial.units
+            history["accuracy"].append(self.partial.correct / units if units else math.nan)
+        self.partial = _Epoch()
+        p.epoch += 1
+        p.batch = 0
+        if self.X_val is not None:
+            scores = model._evaluate_host(self.X_val, self.T_val, batch_size=4096)
+            history["val_loss"].append(scores["loss"])
+            if model.is_classifier:
+                history["val_accuracy"].append(scores["accuracy"])
+        _show(bar, history, 1)
+        if self.checkpoint is not None and p.epoch % self.checkpoint_every == 0:
+            self._save()
+        if self.patience is not None:
+            loss = history[self.monitor][-1]
+            if loss < self.best[0]:
+                self.best = (loss, [self.backend.copy(w) for w in model.parameters()], p.epoch)
+            elif p.epoch - self.best[2] >= self.patience:
+                self.epochs = p.epoch  # stop here
+
+    def _save(self) -> None:
+        if self.checkpoint is None:
+            return
+        p = self.position
+        p.partial_loss, p.partial_correct = self.partial.loss, self.partial.correct
+        p.partial_units = self.partial.units
+        save_checkpoint(self.checkpoint, self.model, self.opt, p, self.history)
+
+    def _run_fused(self, orders: Any, bar: Any) -> bool:
+        """Run these epochs through the backend's fused SGD path; False if it has none."""
+        model, opt, p = self.model, self.opt, self.position
+        result = self.backend.sgd_epochs(
+            model.parameters(),
+            [layer.activation for layer in model.layers],
+            model.loss.name,
+            self.Xd,
+            self.Td,
+            orders,
+            self.batch_size,
+            opt.lr,
+        )
+        if result is None:
+            return False
+        losses, correct, failure = result
+        done = len(orders) if failure is None else failure[0]
+        steps = -(-self.n // self.batch_size)
+        opt.t += done * steps + (0 if failure is None else failure[1])
+        units = self.n * (model.n_outputs if model.loss.name == "binary_cross_entropy" else 1)
+        self.history["loss"].extend(losses[:done].tolist())
+        if model.is_classifier:
+            self.history["accuracy"].extend((correct[:done] / units).tolist())
+        p.epoch += done
+        _show(bar, self.history, done)
+        if failure is not None:
+            _diverged(
+                model,
+                model.parameters(),
+                p.epoch + 1,
+                failure[1] + 1,
+                "the loss, a gradient or an update is not finite",
+            )
+        if self.checkpoint is not None and p.epoch % self.checkpoint_every == 0:
+            self._save()
+        return True
+
+    def _batches(self, order: Any) -> Iterator[tuple[int, Any, Any]]:
+        """``(batch number from 1, X batch, T batch)`` for the epoch, from ``position.batch``."""
+        backend, model = self.backend, self.model
+        device_order = None if order is None or self.stream else backend.asarray(order)
+        for batch, s in enumerate(batch_slices(self.n, self.batch_size), start=1):
+            if batch <= self.position.batch:
+                continue  # done before the checkpoint this run resumed from
+            if self.stream:
+                rows = order[s]
+                Xb = backend.asarray(self.X_host[rows], dtype=model.dtype)
+                Tb = backend.take_rows(self.Td, backend.asarray(rows))
+            elif device_order is None:
+                Xb, Tb = self.Xd[s], self.Td[s]
+            else:
+                idx = device_order[s]
+                Xb, Tb = backend.take_rows(self.Xd, idx), backend.take_rows(self.Td, idx)
+            yield batch, Xb, Tb
+
+    def _run_epoch(self, order: Any) -> bool:
+        """One pass over the data; False when interrupted before its end."""
+        if not self.backend.host_sync_is_cheap:
+            return self._run_epoch_on_device(order)
+        model, backend, opt, p = self.model, self.backend, self.opt, self.position
+        params = model.parameters()
+        start_weights = [backend.copy(w) for w in params]
+        fused = model.loss.output_activation is not None
+        epoch = p.epoch + 1
+        batch = p.batch
+        for batch, Xb, Tb in self._batches(order):
+            loss, out = model.train_batch(Xb, Tb)
+            loss_value = float(loss)
+            # Checked before the update, so a failure leaves the weights that were finite.
+            if not math.isfinite(loss_value):
+                _diverged(model, start_weights, epoch, batch, f"the loss is {loss_value}")
+            if not backend.all_finite(model.parameter_gradients()):
+                _diverged(model, start_weights, epoch, batch, "a gradient is not finite")
+            opt.step(model)
+            self.partial.loss += loss_value * Xb.shape[0]
+            if model.is_classifier:
+                c, u = model.count_correct(out, Tb, logits=fused)
+                self.partial.correct += float(c)
+                self.partial.units += u
+            p.batch = batch
+            if self.interrupted and batch * self.batch_size < self.n:
+                return False
+        if not backend.all_finite(params):
+            _diverged(model, start_weights, epoch, batch, "an update overflowed the weights")
+        return True
+
+    def _run_epoch_on_device(self, order: Any) -> bool:
+        """:meth:`_run_epoch` for backends where every host read waits for the device.
+
+        Losses, counts and finiteness flags stay on the device, one entry per batch, and
+        are read once at the end of the epoch. A batch that diverged has then already been
+        applied, so the weights go back to those at the start of the epoch.
+        """
+        model, backend, opt, p = self.model, self.backend, self.opt, self.position
+        start_weights = [backend.copy(w) for w in model.parameters()]
+        n_batches = -(-self.n // self.batch_size)
+        losses = backend.zeros((n_batches,), model.dtype)
+        finite = backend.zeros((n_batches,), "bool")
+        finite[: p.batch] = True
+        correct = backend.zeros((n_batches,), "int64")
+        fused = model.loss.output_activation is not None
+        epoch, first, last = p.epoch + 1, p.batch, p.batch
+        for batch, Xb, Tb in self._batches(order):
+            loss, out = model.train_batch(Xb, Tb)
+            losses[batch - 1] = loss * Xb.shape[0]
+            finite[batch - 1] = backend.finite_flag([loss, *model.parameter_gradients()])
+            opt.step(model)
+            if model.is_classifier:
+                c, u = model.count_correct(out, Tb, logits=fused)
+                correct[batch - 1] = c
+                self.partial.units += u
+            last = batch
+            if self.interrupted and batch < n_batches:
+                break
+        ok = backend.to_numpy(finite)  # the epoch's one wait for the device
+        if not ok.all() or not bool(backend.finite_flag(model.parameters())):
+            bad = int((~ok[:last]).argmax()) + 1 if not ok[:last].all() else last
+            for param, saved in zip(model.parameters(), start_weights, strict=True):
+                param[...] = saved
+            raise TrainingDivergedError(
+                f"training diverged at epoch {epoch}, batch {bad}: the loss or a gradient is "
+                f"not finite. Try a lower learning rate (it was {opt.lr}) or scale the "
+                f"inputs. The weights were restored to those at the start of epoch {epoch}.",
+                epoch=epoch,
+                batch=bad,
+            )
+        self.partial.loss += float(backend.to_numpy(losses[first:last]).astype("float64").sum())
+        self.partial.correct += float(backend.to_numpy(correct[first:last]).sum())
+        p.batch = last
+        return last == n_batches
+
+
+def _progress_bar(epochs: int, done: int) -> Any:
     from tqdm import tqdm  # imported only when a bar is shown
 
-    return tqdm(total=epochs, unit="epoch", file=sys.stderr, leave=True)
+    return tqdm(total=epochs, initial=done, unit="epoch", file=sys.stderr, leave=True)
 
 
 def _show(bar: Any, history: dict[str, list[float]], epochs: int) -> None:
     if bar is not None:
         bar.update(epochs)
-        bar.set_postfix({k: f"{v[-1]:.4g}" for k, v in history.items()}, refresh=False)
-
-
-def _run_fused(model: Any, opt: Any, Xd: Any, Td: Any, orders: Any, batch_size: int) -> Any:
-    """Run ``len(orders)`` epochs through the backend's fused SGD path, if it has one.
-
-    Returns None when it has none (nothing ran), else ``(losses, accuracies, failure)``
-    for the epochs completed, with ``failure`` the batch index (from 0) where the next
-    epoch diverged, the weights left as before that batch, or None.
-    """
-    n = Xd.shape[0]
-    result = model.backend.sgd_epochs(
-        model.parameters(),
-        [layer.activation for layer in model.layers],
-        model.loss.name,
-        Xd,
-        Td,
-        orders,
-        batch_size,
-        opt.lr,
-    )
-    if result is None:
-        return None
-    losses, correct, failure = result
-    done = len(orders) if failure is None else failure[0]
-    steps = -(-n // batch_size)
-    opt.t += done * steps + (0 if failure is None else failure[1])
-    units = n * (model.n_outputs if model.loss.name == "binary_cross_entropy" else 1)
-    accuracies = (correct[:done] / units).tolist() if model.is_classifier else []
-    return losses[:done].tolist(), accuracies, None if failure is None else failure[1]
-
-
-def _run_epoch(
-    model: Any, opt: Any, Xd: Any, Td: Any, epoch: int, batch_size: int, order: Any
-) -> tuple[float, float]:
-    """One pass over the data in ``order`` (None: as stored); returns the batch-size-weighted
-    mean loss and the accuracy."""
-    backend = model.backend
-    params = model.parameters()
-    start_weights = [backend.copy(p) for p in params]
-    n = Xd.shape[0]
-    order = None if order is None else backend.asarray(order)
-    if not backend.host_sync_is_cheap:
-        return _run_epoch_on_device(model, opt, Xd, Td, epoch, batch_size, order, start_weights)
-    fused = model.loss.output_activation is not None
-    total_loss = correct = 0.0
-    units = 0
-    for batch, s in enumerate(batch_slices(n, batch_size), start=1):
-        if order is None:
-            Xb, Tb = Xd[s], Td[s]
-        else:
-            Xb, Tb = backend.take_rows(Xd, order[s]), backend.take_rows(Td, order[s])
-        loss, out = model.train_batch(Xb, Tb)
-        loss_value = float(loss)
-        # Checked before the update, so a failure leaves the weights that were finite.
-        if not math.isfinite(loss_value):
-            _diverged(model, start_weights, epoch, batch, f"the loss is {loss_value}")
-        if not backend.all_finite(model.parameter_gradients()):
-            _diverged(model, start_weights, epoch, batch, "a gradient is not finite")
-        opt.step(model)
-        total_loss += loss_value * (s.stop - s.start)
-        if model.is_classifier:
-            c, u = model.count_correct(out, Tb, logits=fused)
-            correct += float(c)
-            units += u
-    if not backend.all_finite(params):
-        _diverged(model, start_weights, epoch, batch, "an update overflowed the weights")
-    return total_loss / n, (correct / units if units else math.nan)
-
-
-def _run_epoch_on_device(
-    model: Any,
-    opt: Any,
-    Xd: Any,
-    Td: Any,
-    epoch: int,
-    batch_size: int,
-    order: Any,
-    start_weights: list,
-) -> tuple[float, float]:
-    """:func:`_run_epoch` for backends where every host read waits for the device.
-
-    Losses, counts and finiteness flags stay on the device, one entry per batch, and are
-    read once at the end of the epoch. A batch that diverged has then already been
-    applied, so the weights go back to those at the start of the epoch.
-    """
-    backend = model.backend
-    n = Xd.shape[0]
-    slices = list(batch_slices(n, batch_size))
-    losses = backend.zeros((len(slices),), model.dtype)
-    finite = backend.zeros((len(slices),), "bool")
-    correct = backend.zeros((len(slices),), "int64")
-    fused = model.loss.output_activation is not None
-    units = 0
-    for batch, s in enumerate(slices):
-        if order is None:
-            Xb, Tb = Xd[s], Td[s]
-        else:
-            Xb, Tb = backend.take_rows(Xd, order[s]), backend.take_rows(Td, order[s])
-        loss, out = model.train_batch(Xb, Tb)
-        losses[batch] = loss * (s.stop - s.start)
-        finite[batch] = backend.finite_flag([loss, *model.parameter_gradients()])
-        opt.step(model)
-        if model.is_classifier:
-            c, u = model.count_correct(out, Tb, logits=fused)
-            correct[batch] = c
-            units += u
-    ok = backend.to_numpy(finite)  # the epoch's one wait for the device
-    if not ok.all() or not bool(backend.finite_flag(model.parameters())):
-        first = int((~ok).argmax()) + 1 if not ok.all() else len(slices)
-        for p, saved in zip(model.parameters(), start_weights, strict=True):
-            p[...] = saved
-        raise TrainingDivergedError(
-            f"training diverged at epoch {epoch}, batch {first}: the loss or a gradient is "
-            f"not finite. Try a lower learning rate (it was {opt.lr}) or scale the inputs. "
-            f"The weights were restored to those at the start of epoch {epoch}.",
-            epoch=epoch,
-            batch=first,
-        )
-    total = float(backend.to_numpy(losses).astype("float64").sum())
-    hits = float(backend.to_numpy(correct).sum())
-    return total / n, (hits / units if units else math.nan)
+        bar.set_postfix({k: f"{v[-1]:.4g}" for k, v in history.items() if v}, refresh=False)
 
 
 def _diverged(model: Any, start_weights: list, epoch: int, batch: int, what: str) -> None:

@@ -1,0 +1,167 @@
+"""Training checkpoints: everything ``fit`` needs to continue exactly where it stopped.
+
+A checkpoint is a model file (same format, same checks, no pickle) with more in it: the
+optimizer's settings, step count and state arrays (``optimizer.<name>.<k>``, shaped like
+parameter ``k``), the generator state that draws the batch orders, the position in the
+run (epoch, batch within the epoch, partial sums) and the history so far. Written
+atomically, so a killed process leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ModelFileError
+from .init import make_rng
+from .io import FileContents, read_file, write_file
+from .optimizers import SGD, Adam, Optimizer
+
+CHECKPOINT_FORMAT = "fastnn-checkpoint"
+_OPTIMIZERS: dict[str, type[Optimizer]] = {"SGD": SGD, "Adam": Adam}
+
+
+@dataclass
+class Position:
+    """Where a training run is: enough to draw the same batches from here on.
+
+    Batch orders are drawn in chunks of epochs; ``chunk_state`` is the generator's state
+    before the current chunk was drawn, so resuming redraws it and skips what was done.
+    """
+
+    epochs: int  # the run's total
+    epoch: int  # epochs completed
+    batch: int = 0  # batches completed in the epoch under way (0: at an epoch boundary)
+    partial_loss: float = 0.0  # that epoch's loss sum (weighted by batch size) so far
+    partial_correct: float = 0.0
+    partial_units: int = 0
+    chunk_state: dict[str, Any] = field(default_factory=dict)
+    chunk_start: int = 0
+    chunk_count: int = 0
+    batch_size: int = 32
+    shuffle: bool = True
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint read back: the file's model contents, optimizer and position."""
+
+    contents: FileContents
+    optimizer: Optimizer
+    position: Position
+    history: dict[str, list[float]]
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: Any,
+    optimizer: Optimizer,
+    position: Position,
+    history: dict[str, list[float]],
+) -> None:
+    """Write a checkpoint of ``model``, ``optimizer`` and the run's ``position``."""
+    to_np = model.backend.to_numpy
+    tensors = {}
+    state = {}
+    for name in optimizer.state_names:
+        arrays = getattr(optimizer, name) or []
+        state[name] = len(arrays)
+        for k, a in enumerate(arrays):
+            tensors[f"optimizer.{name}.{k}"] = to_np(a)
+    metadata = {
+        "optimizer": json.dumps(
+            {
+                "class": type(optimizer).__name__,
+                "config": optimizer.config(),
+                "t": optimizer.t,
+                "state": state,
+            }
+        ),
+        "training": json.dumps({"position": asdict(position), "history": history}),
+    }
+    write_file(Path(path), model, CHECKPOINT_FORMAT, tensors, metadata)
+
+
+def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Read and check a checkpoint; raises :class:`~fastnn.ModelFileError` if it is bad."""
+    path = Path(path)
+    parsed: dict[str, Any] = {}
+
+    def optimizer_tensors(metadata: dict[str, str], layers: list) -> dict[str, list[int]]:
+        parsed.update(_parse(path, metadata))
+        shapes = [s for layer in layers for s in ([layer.n_out, layer.n_in], [layer.n_out])]
+        tensors = {}
+        for name, count in parsed["optimizer"]["state"].items():
+            if count not in (0, len(shapes)):
+                raise ModelFileError(
+                    f"{path}: optimizer state {name!r} has {count} arrays "
+                    f"for {len(shapes)} parameters"
+                )
+            for k in range(count):
+                tensors[f"optimizer.{name}.{k}"] = shapes[k]
+        return tensors
+
+    contents = read_file(path, CHECKPOINT_FORMAT, optimizer_tensors)
+    spec = parsed["optimizer"]
+    try:
+        optimizer = _OPTIMIZERS[spec["class"]](**spec["config"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"{path}: unusable optimizer settings {spec!r:.200} ({exc})") from None
+    optimizer.t = spec["t"]
+    state = {
+        name: [contents.extra[f"optimizer.{name}.{k}"] for k in range(count)]
+        for name, count in spec["state"].items()
+    }
+    optimizer.restore_state(state)
+    return Checkpoint(contents, optimizer, parsed["position"], parsed["history"])
+
+
+def _parse(path: Path, metadata: dict[str, str]) -> dict[str, Any]:
+    """The checkpoint's optimizer and training metadata, type-checked."""
+    try:
+        spec = json.loads(metadata["optimizer"])
+        training = json.loads(metadata["training"])
+        position = Position(**training["position"])
+        history = training["history"]
+    except (KeyError, TypeError, ValueError):
+        raise ModelFileError(f"{path}: missing or malformed checkpoint metadata") from None
+    ok = (
+        isinstance(spec, dict)
+        and spec.get("class") in _OPTIMIZERS
+        and isinstance(spec.get("config"), dict)
+        and isinstance(spec.get("t"), int)
+        and isinstance(spec.get("state"), dict)
+        and all(isinstance(v, int) and v >= 0 for v in spec["state"].values())
+        and set(spec["state"]) <= set(_OPTIMIZERS[spec["class"]].state_names)
+        and isinstance(history, dict)
+        and all(
+            isinstance(v, list) and all(isinstance(x, int | float) for x in v)
+            for v in history.values()
+        )
+        and all(
+            isinstance(getattr(position, k), int) and getattr(position, k) >= 0
+            for k in (
+                "epochs",
+                "epoch",
+                "batch",
+                "chunk_start",
+                "chunk_count",
+                "batch_size",
+                "partial_units",
+            )
+        )
+        and position.epoch <= position.epochs
+        and position.batch_size >= 1
+        and isinstance(position.chunk_state, dict)
+    )
+    if not ok:
+        raise ModelFileError(f"{path}: malformed checkpoint metadata")
+    if position.chunk_count:
+        try:
+            make_rng(None).bit_generator.state = position.chunk_state
+        except (TypeError, ValueError, KeyError):
+            raise ModelFileError(f"{path}: malformed generator state in checkpoint") from None
+    return {"optimizer": spec, "position": position, "history": history}
