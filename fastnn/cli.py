@@ -133,6 +133,25 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="progress bar (default: when the terminal shows it)",
     )
+    run.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="write a checkpoint here every --checkpoint-every epochs, at the end "
+        "and on Ctrl-C (weights, optimizer state, position, history)",
+    )
+    run.add_argument(
+        "--checkpoint-every", type=int, default=1, metavar="N", help="epochs between checkpoints"
+    )
+    run.add_argument(
+        "--resume",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="continue the run saved in this checkpoint (its network and "
+        "optimizer; give the same data, --seed, --epochs and --batch-size)",
+    )
     add_bench_parser(commands)
     return parser
 
@@ -313,15 +332,21 @@ def train(args: argparse.Namespace) -> int:
         _require_matplotlib()  # before training, so no run is lost to a missing package
     X_train, X_test, y_train, y_test = load_data(args)
     X_train, X_test = scale_features(args.scale, X_train, X_test)
-    sizes = [X_train.shape[1], *args.hidden, n_outputs(args, np.asarray(y_train))]
-    model = MLP(
-        sizes,
-        activation=args.activation,
-        loss=args.loss,
-        backend=args.backend,
-        dtype=args.dtype,
-        seed=args.seed,
-    )
+    if args.resume is not None:
+        from .checkpoint import load_checkpoint
+        from .io import build_model
+
+        model = build_model(load_checkpoint(args.resume).contents, args.backend)
+    else:
+        sizes = [X_train.shape[1], *args.hidden, n_outputs(args, np.asarray(y_train))]
+        model = MLP(
+            sizes,
+            activation=args.activation,
+            loss=args.loss,
+            backend=args.backend,
+            dtype=args.dtype,
+            seed=args.seed,
+        )
     lr = args.lr if args.lr is not None else (0.001 if args.optimizer == "adam" else 0.05)
     print(f"data: {args.data} ({X_train.shape[0]} training, {X_test.shape[0]} test samples)")
     print(f"model: {model}")
@@ -331,12 +356,15 @@ def train(args: argparse.Namespace) -> int:
         y_train,
         epochs=args.epochs,
         batch_size=args.batch_size,
-        optimizer=args.optimizer,
-        lr=lr,
-        weight_decay=args.weight_decay or None,
+        optimizer=None if args.resume else args.optimizer,
+        lr=None if args.resume else lr,
+        weight_decay=None if args.resume else args.weight_decay or None,
         validation_data=(X_test, y_test),
         patience=args.patience,
         progress=args.progress,
+        checkpoint=args.checkpoint,
+        checkpoint_every=args.checkpoint_every,
+        resume=args.resume,
     )
     seconds = time.perf_counter() - start
     scores = model.evaluate(X_test, y_test)
@@ -391,6 +419,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return {"train": train, "bench": bench}[args.command](args)
+    except KeyboardInterrupt as exc:
+        hint = (
+            f"; continue with --resume {args.checkpoint}"
+            if getattr(args, "checkpoint", None)
+            else ""
+        )
+        print(f"\nfastnn {args.command}: {exc or 'interrupted'}{hint}", file=sys.stderr)
+        return 130
     except (ValueError, TypeError, FileNotFoundError, OSError, ImportError) as exc:
         print(f"fastnn {args.command}: error: {exc}", file=sys.stderr)
         return 1

@@ -169,10 +169,21 @@ def _check_resumable(model: Any, saved: Any, path: Any, optimizer: Any, *setting
             f"{path} was written for layers {c.architecture['layers']} with loss "
             f"{c.architecture['loss']!r} in {c.architecture['dtype']}, not for {model!r}"
         )
-    if optimizer is not None or any(v is not None for v in settings):
+    if optimizer is None and all(v is None for v in settings):
+        return
+    lr, momentum, nesterov, weight_decay = settings
+    asked = make_optimizer(
+        "sgd" if optimizer is None else optimizer,
+        lr,
+        momentum=momentum,
+        nesterov=nesterov,
+        weight_decay=weight_decay,
+    )
+    kept = saved.optimizer
+    if type(asked) is not type(kept) or asked.config() != kept.config():
         raise ValueError(
-            f"resume takes the optimizer and its settings from {path}; "
-            "do not pass optimizer, lr, momentum, nesterov or weight_decay"
+            f"{path} continues with {kept!r}, but this call asks for {asked!r}; pass the "
+            "same optimizer settings, or none"
         )
 
 

@@ -1,0 +1,258 @@
+"""Checkpoints: exact resume, Ctrl-C, killed processes, full disks and damaged files."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from conftest import tolerance
+
+import fastnn
+from fastnn import ModelFileError
+from fastnn.checkpoint import load_checkpoint
+
+FIT = dict(epochs=6, batch_size=7, lr=0.05)
+
+
+def data(seed=0, n=40):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, 5)), rng.integers(0, 3, size=n)
+
+
+def new_model(backend="numpy", dtype="float64"):
+    return fastnn.MLP(
+        [5, 8, 3], activation="tanh", loss="cross_entropy", backend=backend, dtype=dtype, seed=3
+    )
+
+
+def interrupt_after(monkeypatch, model, steps):
+    """Send ourselves Ctrl-C during ``model``'s next fit: at its ``steps``-th training step,
+    or, where a backend runs whole epochs in one call, during its ``steps``-th such call."""
+    count = {"n": 0}
+
+    def spy(original):
+        def call(self, *args):
+            count["n"] += 1
+            if count["n"] == steps:
+                signal.raise_signal(signal.SIGINT)
+            return original(self, *args)
+
+        return call
+
+    monkeypatch.setattr(type(model), "train_batch", spy(type(model).train_batch))
+    backend = type(model.backend)
+    monkeypatch.setattr(backend, "sgd_epochs", spy(backend.sgd_epochs))
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "nesterov", "adam"])
+@pytest.mark.parametrize("steps", [1, 6, 13, 20])  # mid-epoch and on an epoch's last batch
+def test_interrupted_and_resumed_run_equals_the_uninterrupted_one(
+    backend, dtype, tmp_path, monkeypatch, optimizer, steps
+):
+    X, y = data()
+    straight = new_model(backend, dtype)
+    straight_history = straight.fit(X, y, optimizer=optimizer, **FIT)
+
+    path = tmp_path / "run.ckpt"
+    model = new_model(backend, dtype)
+    if backend == "numba" and optimizer == "sgd":
+        steps = 1 + steps % 5  # whole epochs per call on this small network: 6 calls
+    interrupt_after(monkeypatch, model, steps)
+    with pytest.raises(KeyboardInterrupt, match="training interrupted after"):
+        model.fit(X, y, optimizer=optimizer, checkpoint=path, **FIT)
+    monkeypatch.undo()
+    kept = model.history["loss"]
+    assert kept == pytest.approx(straight_history["loss"][: len(kept)])
+
+    resumed = new_model(backend, dtype)  # a fresh process would start like this
+    history = resumed.fit(X, y, resume=path, epochs=6, batch_size=7)
+    tol = tolerance(backend, dtype)
+    if backend == "numpy":
+        tol = {"rtol": 0, "atol": 0}  # identical, bit for bit
+    np.testing.assert_allclose(history["loss"], straight_history["loss"], **tol)
+    for (W, b), (W2, b2) in zip(resumed.get_weights(), straight.get_weights()):
+        np.testing.assert_allclose(W, W2, **tol)
+        np.testing.assert_allclose(b, b2, **tol)
+
+
+def test_checkpoints_every_n_epochs_and_at_the_end(tmp_path):
+    X, y = data()
+    path = tmp_path / "run.ckpt"
+    model = new_model()
+    model.fit(X, y, checkpoint=path, checkpoint_every=4, **FIT)
+    saved = load_checkpoint(path)
+    assert saved.position.epoch == 6 and saved.position.batch == 0
+    assert saved.history["loss"] == model.history["loss"]
+    for (W, b), (W2, b2) in zip(saved.contents.weights, model.get_weights()):
+        np.testing.assert_array_equal(W, W2)
+        np.testing.assert_array_equal(b, b2)
+
+
+def test_resume_checks_architecture_and_optimizer_arguments(tmp_path):
+    X, y = data()
+    path = tmp_path / "run.ckpt"
+    new_model().fit(X, y, checkpoint=path, **FIT)
+    other = fastnn.MLP([5, 9, 3], loss="cross_entropy", dtype="float64", seed=3)
+    with pytest.raises(ValueError, match="was written for layers"):
+        other.fit(X, y, resume=path, epochs=8)
+    with pytest.raises(ValueError, match=r"continues with SGD\(lr=0.05.*asks for SGD\(lr=0.1"):
+        new_model().fit(X, y, resume=path, epochs=8, lr=0.1)
+    new_model().fit(X, y, resume=path, epochs=7, batch_size=7, optimizer="sgd", lr=0.05)
+    with pytest.raises(ValueError, match="past epochs=3"):
+        new_model().fit(X, y, resume=path, epochs=3)
+    more = new_model()
+    history = more.fit(X, y, resume=path, epochs=8, batch_size=7)
+    assert len(history["loss"]) == 8
+
+
+def test_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
+    X, y = data()
+    path = tmp_path / "run.ckpt"
+    new_model().fit(X, y, checkpoint=path, **FIT)
+    before = path.read_bytes()
+
+    def full_disk(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    with pytest.raises(OSError, match="No space left on device.*previous file"):
+        new_model().fit(X, y, checkpoint=path, **FIT)
+    assert path.read_bytes() == before
+
+
+def test_unwritable_folder_is_a_clear_error():
+    X, y = data()
+    with pytest.raises(OSError, match="cannot write /proc/"):
+        new_model().fit(X, y, checkpoint="/proc/fastnn-run.ckpt", **FIT)
+
+
+@pytest.mark.parametrize("kind", ["truncated", "flipped"])
+def test_damaged_checkpoints_are_refused_or_harmless(tmp_path, kind):
+    X, y = data()
+    path = tmp_path / "run.ckpt"
+    new_model().fit(X, y, checkpoint=path, **FIT)
+    raw = path.read_bytes()
+    rng = np.random.default_rng(0)
+    target = tmp_path / "bad.ckpt"
+    outcomes = {"refused": 0, "loaded": 0}
+    cases = range(len(raw)) if kind == "truncated" else range(300)
+    for i in cases:
+        damaged = bytearray(raw[:i] if kind == "truncated" else raw)
+        if kind == "flipped":
+            damaged[int(rng.integers(len(raw)))] ^= 1 << int(rng.integers(8))
+        target.write_bytes(bytes(damaged))
+        try:
+            load_checkpoint(target)
+            outcomes["loaded"] += 1
+        except ModelFileError:
+            outcomes["refused"] += 1
+    if kind == "truncated":
+        assert outcomes == {"refused": len(raw), "loaded": 0}
+    else:
+        assert outcomes["refused"] > 0
+
+
+CHILD = """
+import sys, numpy as np, fastnn
+rng = np.random.default_rng(0)
+X, y = rng.normal(size=(400, 20)), rng.integers(0, 4, size=400)
+model = fastnn.MLP([20, 32, 4], activation="relu", loss="cross_entropy", dtype="float64", seed=1)
+resume = sys.argv[2] if len(sys.argv) > 2 else None
+model.fit(X, y, epochs=1500, batch_size=16, optimizer="momentum", lr=0.01, checkpoint=sys.argv[1],
+          resume=resume)
+model.save(sys.argv[1] + ".final")
+"""
+
+
+@pytest.mark.slow
+def test_killed_processes_always_leave_a_loadable_checkpoint(tmp_path):
+    ckpt = tmp_path / "run.ckpt"
+    reference = tmp_path / "reference.ckpt"
+    subprocess.run([sys.executable, "-c", CHILD, str(reference)], check=True, timeout=300)
+    expected = fastnn.load(str(reference) + ".final").get_weights()
+    rng = np.random.default_rng(0)
+    kills = survived = 0
+    resume: list[str] = []
+    for _ in range(25):
+        proc = subprocess.Popen([sys.executable, "-c", CHILD, str(ckpt), *resume])
+        time.sleep(float(rng.uniform(0.3, 1.5)))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            kills += 1
+        if ckpt.exists():
+            saved = load_checkpoint(ckpt)  # must always load
+            assert saved.position.batch == 0 and saved.position.epoch >= 1
+            survived += 1
+            resume = [str(ckpt)]
+        if (tmp_path / "run.ckpt.final").exists():
+            break
+    else:
+        subprocess.run([sys.executable, "-c", CHILD, str(ckpt), str(ckpt)], check=True)
+    for (W, b), (W2, b2) in zip(fastnn.load(str(ckpt) + ".final").get_weights(), expected):
+        np.testing.assert_array_equal(W, W2)
+        np.testing.assert_array_equal(b, b2)
+    print(f"\n{kills} kills, {survived} checkpoints loaded and resumed")
+    assert kills >= 3
+
+
+@pytest.mark.slow
+def test_cli_ctrl_c_writes_the_checkpoint_and_exits_130(tmp_path):
+    ckpt = tmp_path / "run.ckpt"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "fastnn",
+            "train",
+            "--data",
+            "spirals",
+            "--epochs",
+            "100000",
+            "--checkpoint",
+            str(ckpt),
+            "--checkpoint-every",
+            "1000000",
+            "--no-plot",
+            "--model-out",
+            str(tmp_path / "m.safetensors"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    time.sleep(4)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "training interrupted after epoch" in err and "--resume" in err
+    saved = load_checkpoint(ckpt)
+    assert saved.position.epoch + (saved.position.batch > 0) >= 1
+    code = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fastnn",
+            "train",
+            "--data",
+            "spirals",
+            "--epochs",
+            str(saved.position.epoch + 2),
+            "--resume",
+            str(ckpt),
+            "--no-plot",
+            "--model-out",
+            str(tmp_path / "m.safetensors"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert code.returncode == 0, code.stderr
+    assert "test accuracy" in code.stdout
