@@ -14,9 +14,12 @@ def gradcheck(
     A float64 copy of ``model`` (same backend) computes the analytic gradients
     ``model.gradients(X, y)``; each checked weight ``w`` is then nudged to ``w +- eps``
     and ``(L(w + eps) - L(w - eps)) / (2 eps)`` is compared with it. For each tensor,
-    the error is ``||g_backprop - g_numeric|| / (||g_backprop|| + ||g_numeric||)`` over the
-    checked entries (0 when both vanish); a layer's error is the worse of ``W`` and ``b``.
-    Correct gradients give about 1e-7 or less; a bug gives 1e-2 or more.
+    the error is ``max(0, ||g_backprop - g_numeric|| - r) / (||g_backprop|| + ||g_numeric||)``
+    over the checked entries; a layer's error is the worse of ``W`` and ``b``. ``r`` is the
+    rounding noise of the differences themselves, ``4 u |L| / eps`` per entry (``u`` the
+    float64 unit roundoff): without it, gradients far smaller than the loss (tiny inputs)
+    would look wrong where only the differences cannot resolve them. Correct gradients
+    give about 1e-7 or less; a bug gives 1e-2 or more.
 
     Parameters
     ----------
@@ -45,6 +48,8 @@ def gradcheck(
 
     def loss() -> float:
         return clone.evaluate(X, y)["loss"]
+
+    rounding = 4 * 2.0**-53 * max(abs(loss()), 1e-300) / eps  # per-entry noise of a difference
 
     errors = []
     for layer, grads in zip(clone.layers, analytic, strict=True):
@@ -75,7 +80,8 @@ def gradcheck(
                 norm_a += exact**2
                 norm_n += numeric**2
             param[...] = backend.asarray(host)
+            excess = max(0.0, math.sqrt(diff2) - rounding * math.sqrt(len(entries)))
             denom = math.sqrt(norm_a) + math.sqrt(norm_n)
-            worst = max(worst, math.sqrt(diff2) / denom if denom > 0 else 0.0)
+            worst = max(worst, excess / denom if denom > 0 else 0.0)
         errors.append(worst)
     return errors

@@ -1,0 +1,102 @@
+"""Property-based tests: random networks, data and settings, checked against invariants."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastnn
+
+hypothesis = pytest.importorskip("hypothesis", reason="pip install hypothesis")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+HEADS = [
+    ("mse", "identity"),
+    ("mse", "tanh"),
+    ("mse", "sigmoid"),
+    ("cross_entropy", "softmax"),
+    ("binary_cross_entropy", "sigmoid"),
+]
+PROFILE = settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+@st.composite
+def problems(draw):
+    """A random network (1 to 4 layers, widths 1 to 64) with matching random data."""
+    depth = draw(st.integers(1, 4))
+    widths = draw(st.lists(st.integers(1, 64), min_size=depth + 1, max_size=depth + 1))
+    loss, output = draw(st.sampled_from(HEADS))
+    if loss == "cross_entropy":
+        widths[-1] = max(widths[-1], 2)
+    hidden = draw(st.sampled_from(["identity", "sigmoid", "tanh", "relu", "softmax"]))
+    n = draw(st.integers(1, 40))
+    seed = draw(st.integers(0, 2**16))
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, widths[0])) * draw(st.sampled_from([1e-3, 1.0, 10.0]))
+    k = widths[-1]
+    if loss == "cross_entropy":
+        y = rng.integers(0, k, size=n)
+    elif loss == "binary_cross_entropy":
+        y = rng.integers(0, 2, size=(n, k)).astype(float)
+    else:
+        y = rng.normal(size=(n, k))
+    model_kwargs = dict(activation=hidden, output=output, loss=loss, seed=seed)
+    return widths, model_kwargs, X, y
+
+
+@PROFILE
+@given(problems())
+@pytest.mark.filterwarnings("ignore:y holds a single class")
+def test_gradients_match_finite_differences(problem):
+    widths, kwargs, X, y = problem
+    model = fastnn.MLP(widths, dtype="float64", **kwargs)
+    errors = fastnn.gradcheck(model, X, y, max_entries=12)
+    assert len(errors) == len(widths) - 1
+    # relu's kink can sit within eps of a pre-activation, where the finite difference
+    # straddles it; a wrong derivative shows as 1e-2 or worse.
+    bound = 1e-4 if "relu" in (kwargs["activation"], kwargs["output"]) else 1e-6
+    assert max(errors) < bound, errors
+
+
+@PROFILE
+@given(problems(), st.sampled_from(["float32", "float64"]))
+@pytest.mark.filterwarnings("ignore:y holds a single class")
+def test_backends_agree_and_shapes_are_right(problem, dtype):
+    widths, kwargs, X, y = problem
+    model = fastnn.MLP(widths, dtype=dtype, **kwargs)
+    report = fastnn.check_backends(model, X, y, steps=2)
+    assert report.ok, str(report)
+    n, k = X.shape[0], widths[-1]
+    out = model.predict(X)
+    if kwargs["loss"] == "cross_entropy":
+        assert out.shape == (n,) and set(np.unique(out)) <= set(range(k))
+        assert model.predict_proba(X).shape == (n, k)
+    elif kwargs["loss"] == "binary_cross_entropy":
+        assert out.shape == ((n,) if k == 1 else (n, k))
+    else:
+        assert out.shape == (n, k)
+
+
+@PROFILE
+@given(
+    problems(),
+    st.integers(1, 50),
+    st.sampled_from(["sgd", "momentum", "adam"]),
+    st.floats(1e-4, 1e3, allow_nan=False),
+)
+@pytest.mark.filterwarnings("ignore:y holds a single class")
+def test_training_never_leaves_nan_weights_silently(problem, batch_size, optimizer, lr):
+    widths, kwargs, X, y = problem
+    model = fastnn.MLP(widths, **kwargs)
+    try:
+        history = model.fit(X, y, epochs=3, batch_size=batch_size, optimizer=optimizer, lr=lr)
+        assert all(np.isfinite(history["loss"]))
+    except fastnn.TrainingDivergedError as exc:
+        assert "lower learning rate" in str(exc)
+    for W, b in model.get_weights():
+        assert np.isfinite(W).all() and np.isfinite(b).all()
