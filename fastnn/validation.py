@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-_BLOCK_ROWS = 1 << 15
+_BLOCK_ROWS = 1 << 13
 
 
 def positive_int(value: object, name: str) -> int:

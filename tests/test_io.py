@@ -104,8 +104,7 @@ def test_missing_file(tmp_path):
 def test_every_truncation_is_refused(saved, tmp_path):
     raw = saved.read_bytes()
     target = tmp_path / "cut.safetensors"
-    step = max(1, len(raw) // 300)
-    for n in list(range(0, len(raw), step)) + [len(raw) - 1]:
+    for n in range(len(raw)):  # every length
         target.write_bytes(raw[:n])
         with pytest.raises(ModelFileError):
             load_model(target)
@@ -116,7 +115,7 @@ def test_random_bit_flips_never_crash(saved, tmp_path):
     rng = np.random.default_rng(0)
     target = tmp_path / "flip.safetensors"
     outcomes = set()
-    for _ in range(200):
+    for _ in range(1000):
         data = bytearray(raw)
         for pos in rng.integers(0, len(data), size=3):
             data[pos] ^= 1 << int(rng.integers(0, 8))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -12,18 +13,19 @@ class Workspaces:
 
     Each key keeps the arrays of its two most recent shapes, so a training batch and the
     shorter last batch (or an evaluation batch) alternate without reallocating, and
-    memory stays bounded however many batch sizes a program uses.
+    memory stays bounded however many batch sizes a program uses. Keys include the
+    thread, so models trained in parallel threads (even on the same data) never share one.
     """
 
     SHAPES_PER_KEY = 2
 
     def __init__(self, empty: Callable[..., Any]) -> None:
         self._empty = empty  # numpy.empty, cupy.empty, ...
-        self._arrays: dict[tuple[int, str], list[Any]] = {}
+        self._arrays: dict[tuple[int, str, int], list[Any]] = {}
 
     def get(self, owner: Any, role: str, shape: tuple[int, ...], dtype: Any) -> Any:
         """The array for ``owner`` and ``role`` with this shape and dtype (contents undefined)."""
-        key = (id(owner), role)
+        key = (id(owner), role, threading.get_ident())
         arrays = self._arrays.get(key)
         if arrays is None:
             arrays = self._arrays[key] = []

@@ -1,0 +1,169 @@
+"""Extreme values, data larger than memory, long runs and concurrent use."""
+
+from __future__ import annotations
+
+import threading
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import training
+
+
+@pytest.mark.parametrize("scale", [1e30, -1e30, 1e-310, 0.0])
+def test_extreme_inputs_give_finite_probabilities(backend, dtype, scale):
+    if dtype == "float32" and scale == 1e-310:
+        scale = 1e-40  # float32's subnormals
+    X = np.full((6, 4), scale)
+    X[::2] *= -1
+    for loss, n_out in (("cross_entropy", 3), ("binary_cross_entropy", 2)):
+        model = fastnn.MLP(
+            [4, 5, n_out], activation="relu", loss=loss, backend=backend, dtype=dtype, seed=0
+        )
+        P = model.predict_proba(X)
+        assert np.isfinite(P).all() and ((P >= 0) & (P <= 1)).all()
+        y = np.arange(6) % n_out if loss == "cross_entropy" else np.ones((6, n_out))
+        assert np.isfinite(model.evaluate(X, y)["loss"])
+
+
+def test_huge_inputs_either_train_or_stop_with_advice(backend):
+    X = np.random.default_rng(0).normal(size=(32, 4)) * 1e30
+    y = np.arange(32) % 2
+    model = fastnn.MLP([4, 8, 2], activation="relu", loss="cross_entropy", backend=backend, seed=0)
+    try:
+        model.fit(X, y, epochs=3, batch_size=8, lr=0.1)
+    except fastnn.TrainingDivergedError as exc:
+        assert "lower learning rate" in str(exc) and "scale the inputs" in str(exc)
+    for W, b in model.get_weights():
+        assert np.isfinite(W).all() and np.isfinite(b).all()
+
+
+def test_constant_features_train(backend):
+    X = np.ones((20, 3))
+    model = fastnn.MLP([3, 4, 2], loss="cross_entropy", backend=backend, seed=0)
+    history = model.fit(X, np.arange(20) % 2, epochs=5, batch_size=4, lr=0.1)
+    assert np.isfinite(history["loss"]).all()
+
+
+def test_memory_mapped_data_is_streamed(tmp_path, monkeypatch):
+    n, d = 40_000, 200  # 64 MB of float64
+    path = tmp_path / "X.npy"
+    X = np.lib.format.open_memmap(path, mode="w+", dtype=np.float64, shape=(n, d))
+    rng = np.random.default_rng(0)
+    for start in range(0, n, 5000):
+        X[start : start + 5000] = rng.random((5000, d))
+    X.flush()
+    del X
+    y = np.arange(n) % 10
+    monkeypatch.setattr(training, "STREAM_BYTES", 1 << 20)  # stream anything over 1 MB
+    X = np.load(path, mmap_mode="r")
+    model = fastnn.MLP([d, 16, 10], activation="relu", loss="cross_entropy", seed=0)
+    tracemalloc.start()
+    model.fit(X, y, epochs=1, batch_size=256, lr=0.01)
+    probabilities = model.predict_proba(X)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    size = path.stat().st_size
+    print(
+        f"\nfile {size / 2**20:.0f} MiB; peak allocations in fit + predict {peak / 2**20:.1f} MiB"
+    )
+    assert probabilities.shape == (n, 10)
+    assert peak < size / 8
+
+
+def test_streamed_and_in_memory_training_agree(monkeypatch, rng):
+    X = rng.normal(size=(300, 6))
+    y = rng.integers(0, 3, size=300)
+    kwargs = dict(activation="tanh", loss="cross_entropy", dtype="float64", seed=2)
+    fit = dict(epochs=3, batch_size=32, optimizer="momentum", lr=0.05)
+    in_memory = fastnn.MLP([6, 8, 3], **kwargs)
+    in_memory.fit(X, y, **fit)
+    monkeypatch.setattr(training, "STREAM_BYTES", 0)
+    streamed = fastnn.MLP([6, 8, 3], **kwargs)
+    streamed.fit(X, y, **fit)
+    for (W, b), (W2, b2) in zip(streamed.get_weights(), in_memory.get_weights()):
+        np.testing.assert_array_equal(W, W2)
+        np.testing.assert_array_equal(b, b2)
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+@pytest.mark.slow
+def test_resident_memory_stays_flat_over_long_runs(backend, capsys):
+    rng = np.random.default_rng(0)
+    X, y = rng.random((2000, 64)), rng.integers(0, 10, 2000)
+    model = fastnn.MLP(
+        [64, 128, 10], activation="relu", loss="cross_entropy", backend=backend, seed=0
+    )
+    model.fit(X, y, epochs=5, batch_size=64, optimizer="adam", lr=1e-3)
+    before = _rss_mib()
+    for batch_size in (64, 17, 200, 64, 33, 128) * 5:  # 30 fits, 150 epochs, 6 batch sizes
+        model.fit(
+            X,
+            y,
+            epochs=5,
+            batch_size=batch_size,
+            optimizer="adam",
+            lr=1e-3,
+            validation_data=(X[:500], y[:500]),
+        )
+    growth = _rss_mib() - before
+    with capsys.disabled():
+        print(
+            f"\n[{backend}] resident memory after warm-up {before:.1f} MiB, growth over "
+            f"150 more epochs with changing batch sizes {growth:+.1f} MiB"
+        )
+    assert growth < 8
+
+
+def test_two_backends_train_side_by_side_in_threads(rng):
+    X, y = rng.normal(size=(200, 8)), rng.integers(0, 3, size=200)
+    names = fastnn.available_backends()
+
+    def train(name):
+        model = fastnn.MLP([8, 16, 3], loss="cross_entropy", backend=name, dtype="float64", seed=5)
+        model.fit(X, y, epochs=5, batch_size=16, optimizer="adam", lr=0.01)
+        return model.get_weights()
+
+    alone = {name: train(name) for name in names}
+    together: dict[str, list] = {}
+    threads = [
+        threading.Thread(target=lambda n=n: together.__setitem__(n, train(n)))
+        for n in names
+        for _ in range(2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for name in names:
+        for (W, b), (W2, b2) in zip(together[name], alone[name]):
+            np.testing.assert_array_equal(W, W2)
+            np.testing.assert_array_equal(b, b2)
+
+
+def test_use_backend_in_threads_does_not_leak(rng):
+    names = fastnn.available_backends()
+    seen: dict[str, list[str]] = {}
+    barrier = threading.Barrier(len(names))
+
+    def work(name):
+        with fastnn.use_backend(name):
+            barrier.wait()  # every thread inside its own use_backend at once
+            seen[name] = [fastnn.MLP([2, 2], loss="mse").backend.name for _ in range(20)]
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in names]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(set(v) == {name} for name, v in seen.items())
+    assert fastnn.backends.default_backend_name() == "numpy"
