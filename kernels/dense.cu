@@ -45,23 +45,29 @@ __global__ void bias_activation(T* Z, const T* b, long long n, int m, int code) 
     }
 }
 
+// d = softmax(z) over a row of m, one exp per element (d may be z); returns the row's
+// log-sum-exp.
+template <typename T>
+__device__ __forceinline__ T softmax_row(const T* z, T* d, int m) {
+    T top = -INFINITY;
+    for (int j = 0; j < m; ++j) top = z[j] > top ? z[j] : top;
+    T total = T(0);
+    for (int j = 0; j < m; ++j) {
+        d[j] = f_exp(z[j] - top);
+        total += d[j];
+    }
+    for (int j = 0; j < m; ++j) d[j] /= total;
+    return top + f_log(total);
+}
+
 // In place, one thread per row: Z[i] = softmax(Z[i] + b).
 template <typename T>
 __global__ void bias_softmax(T* Z, const T* b, long long n, int m) {
     long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
     if (i >= n) return;
     T* z = Z + i * m;
-    T top = -INFINITY;
-    for (int j = 0; j < m; ++j) {
-        z[j] += b[j];
-        top = z[j] > top ? z[j] : top;
-    }
-    T total = T(0);
-    for (int j = 0; j < m; ++j) {
-        z[j] = f_exp(z[j] - top);
-        total += z[j];
-    }
-    for (int j = 0; j < m; ++j) z[j] /= total;
+    for (int j = 0; j < m; ++j) z[j] += b[j];
+    softmax_row(z, z, m);
 }
 
 // dZ = dH * act'(Z), written from the output H, and partial column sums of dZ towards
@@ -106,17 +112,10 @@ __global__ void softmax_cross_entropy_labels(const T* Z, const long long* labels
     if (i >= n) return;
     const T* z = Z + i * m;
     T* d = dZ + i * m;
-    T top = -INFINITY;
-    for (int j = 0; j < m; ++j) top = z[j] > top ? z[j] : top;
-    T total = T(0);
-    for (int j = 0; j < m; ++j) {
-        d[j] = f_exp(z[j] - top);
-        total += d[j];
-    }
     long long label = labels[i];
-    row_loss[i] = top + f_log(total) - z[label];
+    row_loss[i] = softmax_row(z, d, m) - z[label];
     T inv_n = T(1) / T(n);
-    for (int j = 0; j < m; ++j) d[j] = d[j] / total * inv_n;
+    for (int j = 0; j < m; ++j) d[j] *= inv_n;
     d[label] -= inv_n;
 }
 
@@ -129,19 +128,12 @@ __global__ void softmax_cross_entropy_dense(const T* Z, const T* T_, T* dZ, T* r
     const T* z = Z + i * m;
     const T* t = T_ + i * m;
     T* d = dZ + i * m;
-    T top = -INFINITY;
-    for (int j = 0; j < m; ++j) top = z[j] > top ? z[j] : top;
-    T total = T(0);
-    for (int j = 0; j < m; ++j) {
-        d[j] = f_exp(z[j] - top);
-        total += d[j];
-    }
-    T log_sum = top + f_log(total);
+    T log_sum = softmax_row(z, d, m);
     T loss = T(0);
     T inv_n = T(1) / T(n);
     for (int j = 0; j < m; ++j) {
         loss -= t[j] * (z[j] - log_sum);
-        d[j] = (d[j] / total - t[j]) * inv_n;
+        d[j] = (d[j] - t[j]) * inv_n;
     }
     row_loss[i] = loss;
 }
