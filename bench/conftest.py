@@ -24,6 +24,8 @@ _RESULTS: list[dict] = []
 _CEILINGS: dict = {}
 
 
+# Tests list ``backend`` before ``measure``: a backend that cannot run here is skipped
+# before pytest-benchmark's fixture is set up (it objects to being set up and not used).
 @pytest.fixture(params=known_backends())
 def backend(request):
     reason = unavailable_reason(request.param)

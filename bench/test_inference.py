@@ -12,7 +12,7 @@ BATCHES = pytest.mark.parametrize("batch", [1, LARGE_BATCH], ids=["batch1", "lar
 
 
 @BATCHES
-def test_inference(measure, backend, arch, dtype, batch):
+def test_inference(backend, arch, dtype, batch, measure):
     measure(lambda: fastnn_inference(arch, backend, dtype, batch))
 
 

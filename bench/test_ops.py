@@ -8,5 +8,5 @@ from fastnn.benchmarking.ops import OPS, op_workload
 
 
 @pytest.mark.parametrize("op", OPS)
-def test_op(measure, backend, arch, dtype, op):
+def test_op(backend, arch, dtype, op, measure):
     measure(lambda: op_workload(arch, op, backend, dtype))

@@ -19,7 +19,7 @@ PEERS_EPOCH = {
 }
 
 
-def test_train_step(measure, backend, arch, dtype):
+def test_train_step(backend, arch, dtype, measure):
     measure(lambda: fastnn_train_step(arch, backend, dtype))
 
 
@@ -28,7 +28,7 @@ def test_train_step_peer(measure, peer, arch, dtype):
     measure(lambda: PEERS_STEP[peer](arch, dtype))
 
 
-def test_epoch(measure, backend, arch, dtype):
+def test_epoch(backend, arch, dtype, measure):
     measure(lambda: fastnn_epoch(arch, backend, dtype))
 
 
