@@ -1,4 +1,4 @@
-"""fastnn: multilayer perceptrons from first principles on NumPy and Numba (CuPy planned).
+"""fastnn: multilayer perceptrons from first principles on NumPy, Numba and CuPy.
 
 Importing fastnn imports NumPy only: other array libraries load when their backend is
 first asked for.
