@@ -10,6 +10,7 @@ atomically, so a killed process leaves the previous checkpoint intact.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -155,6 +156,11 @@ def _parse(path: Path, metadata: dict[str, str]) -> dict[str, Any]:
         )
         and position.epoch <= position.epochs
         and position.batch_size >= 1
+        and all(
+            isinstance(getattr(position, k), int | float) and math.isfinite(getattr(position, k))
+            for k in ("partial_loss", "partial_correct")
+        )
+        and isinstance(position.shuffle, bool)
         and isinstance(position.chunk_state, dict)
     )
     if not ok:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import signal
 import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from .checkpoint import Position, load_checkpoint, save_checkpoint
@@ -109,9 +111,11 @@ def fit(
     checkpoint_every = positive_int(checkpoint_every, "checkpoint_every")
     if patience is not None:
         patience = positive_int(patience, "patience")
+    if checkpoint is not None:
+        checkpoint = _checkpoint_path(checkpoint)
     saved = None
     if resume is not None:
-        saved = load_checkpoint(resume)
+        saved = load_checkpoint(_checkpoint_path(resume, must_exist=True))
         _check_resumable(model, saved, resume, optimizer, lr, momentum, nesterov, weight_decay)
         opt = saved.optimizer
     else:
@@ -130,8 +134,8 @@ def fit(
             raise ValueError("validation_data must be a pair (X_val, y_val)")
         X_val = model._features(validation_data[0], name="X_val")
         T_val = model._targets(validation_data[1], X_val.shape[0], name="y_val")
-    if saved is not None and saved.position.epoch > epochs:
-        raise ValueError(f"{resume} is at epoch {saved.position.epoch}, past epochs={epochs}")
+    if saved is not None:
+        _check_position(saved.position, resume, epochs, batch_size, X_host.shape[0])
     if progress is None:
         progress = sys.stderr.isatty()
 
@@ -155,6 +159,35 @@ def fit(
         trainer.interrupted = interrupted
         trainer.run(progress)
     return model.history
+
+
+def _checkpoint_path(path: Any, must_exist: bool = False) -> Path:
+    """``path`` as a Path whose folder exists (and, to resume from, the file itself)."""
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"a checkpoint path must be a str or os.PathLike, got {path!r}")
+    path = Path(path)
+    if must_exist and not path.is_file():
+        raise FileNotFoundError(f"no checkpoint file at {path}")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"cannot write checkpoints to {path}: no folder {path.parent}")
+    return path
+
+
+def _check_position(position: Any, path: Any, epochs: int, batch_size: int, n: int) -> None:
+    """The checkpoint's position must fit this call's ``epochs``, batches and data."""
+    if position.epoch > epochs:
+        raise ValueError(f"{path} is at epoch {position.epoch}, past epochs={epochs}")
+    if position.batch:
+        if position.batch_size != batch_size:
+            raise ValueError(
+                f"{path} stopped inside an epoch at batch_size={position.batch_size}; resume "
+                f"with that batch_size (got {batch_size})"
+            )
+        if position.batch * batch_size >= n:
+            raise ValueError(
+                f"{path} stopped after batch {position.batch} of an epoch, but {n} samples "
+                f"make only {-(-n // batch_size)} batches: is this the same data?"
+            )
 
 
 def _check_resumable(model: Any, saved: Any, path: Any, optimizer: Any, *settings: Any) -> None:

@@ -1,6 +1,9 @@
 """Fused compute kernels, installed as ``fastnn.kernels``.
 
-``dense.py``, ``optim.py`` and ``perceptron.py`` hold Numba CPU kernels used by the
-``numba`` backend. They are pure (no imports from fastnn) and compiled lazily, on first
-call, with an on-disk cache; importing this package imports nothing.
+Numba CPU kernels for the ``numba`` backend: ``dense.py`` (bias plus activation,
+activation backward with the bias gradient, fused losses), ``optim.py`` (optimizer updates,
+finiteness check), ``small.py`` (whole epochs of SGD for small networks) and
+``perceptron.py``. CUDA C++ for the ``cupy`` backend: ``dense.cu`` and ``optim.cu``,
+read as text and compiled by CuPy on first use. All pure (no imports from fastnn),
+compiled lazily; importing this package imports nothing.
 """

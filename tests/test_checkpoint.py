@@ -256,3 +256,36 @@ def test_cli_ctrl_c_writes_the_checkpoint_and_exits_130(tmp_path):
     )
     assert code.returncode == 0, code.stderr
     assert "test accuracy" in code.stdout
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"checkpoint": 123}, TypeError, "checkpoint path must be a str"),
+        ({"checkpoint": "/no/such/folder/run.ckpt"}, FileNotFoundError, "no folder /no/such"),
+        ({"resume": "/no/such/run.ckpt"}, FileNotFoundError, "no checkpoint file"),
+    ],
+)
+def test_bad_checkpoint_arguments_fail_before_training(tmp_path, kwargs, error, message):
+    X, y = data()
+    model = new_model()
+    before = model.get_weights()
+    with pytest.raises(error, match=message):
+        model.fit(X, y, **FIT, **kwargs)
+    for (W, b), (W2, b2) in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(W, W2)
+        np.testing.assert_array_equal(b, b2)
+
+
+def test_mid_epoch_resume_needs_the_same_batches(tmp_path, monkeypatch):
+    X, y = data()
+    path = tmp_path / "run.ckpt"
+    model = new_model()
+    interrupt_after(monkeypatch, model, 3)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(X, y, optimizer="adam", checkpoint=path, **{**FIT, "lr": 1e-3})
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="resume with that batch_size"):
+        new_model().fit(X, y, resume=path, epochs=6, batch_size=8)
+    with pytest.raises(ValueError, match="same data"):
+        new_model().fit(X[:10], y[:10], resume=path, epochs=6, batch_size=7)
