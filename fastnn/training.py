@@ -536,9 +536,9 @@ class _Trainer:
             last = batch
             if self.interrupted and batch < n_batches:
                 break
-        ok = backend.to_numpy(finite)  # the epoch's one wait for the device
+        ok = backend.to_numpy(finite[:last])  # the epoch's one wait for the device
         if not ok.all() or not bool(backend.finite_flag(model.parameters())):
-            bad = int((~ok[:last]).argmax()) + 1 if not ok[:last].all() else last
+            bad = int((~ok).argmax()) + 1 if not ok.all() else last
             for param, saved in zip(model.parameters(), start_weights, strict=True):
                 param[...] = saved
             raise TrainingDivergedError(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import numpy as np
 import pytest
 
@@ -275,6 +277,26 @@ def test_device_training_loop_restores_the_epoch_start_on_divergence(device_like
     model.fit(X, y, epochs=1, batch_size=8, optimizer="sgd", lr=1e-9)
     with pytest.raises(fastnn.TrainingDivergedError, match=r"restored to those at the start"):
         model.fit(X, y, epochs=50, batch_size=8, optimizer="sgd", lr=10.0)
+    for W, b in model.get_weights():
+        assert np.isfinite(W).all() and np.isfinite(b).all()
+
+
+def test_device_training_loop_interrupted_mid_epoch_stops_cleanly(device_like, rng, monkeypatch):
+    """Ctrl-C after a batch: the batches not run are not mistaken for diverged ones."""
+    X, y = rng.normal(size=(40, 4)), rng.integers(0, 3, size=40)
+    model = fastnn.MLP([4, 6, 3], loss="cross_entropy", backend=device_like, seed=0)
+    original = fastnn.Sequential.train_batch
+
+    def interrupt_at_second_batch(self, *args):
+        if interrupt_at_second_batch.calls == 1:
+            signal.raise_signal(signal.SIGINT)
+        interrupt_at_second_batch.calls += 1
+        return original(self, *args)
+
+    interrupt_at_second_batch.calls = 0
+    monkeypatch.setattr(fastnn.Sequential, "train_batch", interrupt_at_second_batch)
+    with pytest.raises(KeyboardInterrupt, match="training interrupted after"):
+        model.fit(X, y, epochs=3, batch_size=8)
     for W, b in model.get_weights():
         assert np.isfinite(W).all() and np.isfinite(b).all()
 
