@@ -232,8 +232,8 @@ class Sequential:
         return result
 
     def _targets_to_backend(self, T_host: Any) -> Any:
-        integer = T_host.dtype.kind in "iu"
-        return self.backend.asarray(T_host, dtype=None if integer else self.dtype)
+        labels = T_host.ndim == 1  # class ids (check_targets made every other target 2-D)
+        return self.backend.asarray(T_host, dtype=None if labels else self.dtype)
 
     def gradients(self, X: Any, y: Any) -> list[tuple[Any, Any]]:
         """``[(dW, db), ...]``, one pair per layer, of the mean loss over all of ``X``

@@ -113,8 +113,8 @@ def check_targets(
 ) -> Any:
     """Targets ``y`` checked against the loss and the output layer, in the form the loss takes.
 
-    Returns integer class ids of shape (n,) for ``cross_entropy`` with labels, else a
-    float array of shape (n, n_outputs).
+    Returns integer class ids of shape (n,) for ``cross_entropy`` with labels, else an
+    array of shape (n, n_outputs) in ``y``'s dtype (the model casts it to its own).
     """
     arr = _as_host_array(y, name, backend)
     if arr.ndim == 0 or arr.shape[0] != n_samples:

@@ -68,6 +68,23 @@ def test_digits_test_accuracy(backend, digits):
     assert (model.predict(X_test) == y_test).mean() == pytest.approx(accuracy)
 
 
+@pytest.mark.parametrize("loss", ["cross_entropy", "binary_cross_entropy"])
+def test_integer_targets_train_as_their_float_values(backend, rng, loss):
+    X = rng.normal(size=(30, 4))
+    k = 3 if loss == "cross_entropy" else 2
+    T = np.eye(k, dtype=np.int64)[rng.integers(0, k, size=30)]
+    kwargs = dict(activation="tanh", loss=loss, dtype="float64", seed=0)
+    results = []
+    for targets in (T, T.astype(np.float64)):
+        model = fastnn.MLP([4, 5, k], backend=backend, **kwargs)
+        history = model.fit(X, targets, epochs=3, batch_size=8, lr=0.1)
+        results.append((history["loss"], model.get_weights()))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    for (W, b), (W2, b2) in zip(results[0][1], results[1][1]):
+        np.testing.assert_array_equal(W, W2)
+        np.testing.assert_array_equal(b, b2)
+
+
 def test_binary_classifier_and_regressor_outputs(backend, rng):
     X = rng.normal(size=(200, 3))
     y_bin = (X[:, 0] + X[:, 1] > 0).astype(int)
