@@ -21,8 +21,10 @@ from .validation import positive_int
 
 # Batch orders are drawn for this many samples' worth of epochs at a time.
 _ORDER_CHUNK_SAMPLES = 1 << 16
-# Data larger than this stays where it is (a memory map, say) and is read batch by batch.
-STREAM_BYTES = 1 << 30
+# Training data larger than this, in the model's dtype, stays where it is (a memory map,
+# say) and goes to the backend batch by batch; None leaves it to the backend (1 GiB on a
+# CPU, half the GPU's free memory on cupy: see Backend.upload_limit).
+STREAM_BYTES: int | None = None
 
 
 def fit(
@@ -56,8 +58,9 @@ def fit(
     model : Sequential
         Trained in place.
     X : array of shape (n, n_features)
-        Host arrays, memory maps (``np.load(..., mmap_mode="r")``: larger than 1 GiB, they
-        are read batch by batch) or, on the cupy backend, GPU arrays.
+        Host arrays, memory maps (``np.load(..., mmap_mode="r")``) or, on the cupy
+        backend, GPU arrays. Host data larger than the backend takes whole (1 GiB in the
+        model's dtype on a CPU, half the free GPU memory on cupy) is read batch by batch.
     y : array
         Class ids (n,) or one-hot (n, k) for cross_entropy; (n,) or (n, n_outputs) otherwise.
     epochs : int
@@ -278,7 +281,9 @@ class _Trainer:
         self.model, self.opt, self.backend = model, opt, backend
         self.n = X_host.shape[0]
         # Small enough: on the backend once per fit; larger: read batch by batch.
-        self.stream = X_host.nbytes > STREAM_BYTES
+        limit = backend.upload_limit() if STREAM_BYTES is None else STREAM_BYTES
+        itemsize = model.parameters()[0].dtype.itemsize
+        self.stream = X_host.size * itemsize > limit
         self.X_host = X_host
         self.Xd = None if self.stream else backend.asarray(X_host, dtype=model.dtype)
         self.Td = model._targets_to_backend(T_host)
@@ -467,9 +472,8 @@ class _Trainer:
             if batch <= self.position.batch:
                 continue  # done before the checkpoint this run resumed from
             if self.stream:
-                rows = order[s]
-                Xb = backend.asarray(self.X_host[rows], dtype=model.dtype)
-                Tb = backend.take_rows(self.Td, backend.asarray(rows))
+                Xb, rows = backend.stream_rows(self.X_host, order[s], model.dtype)
+                Tb = backend.take_rows(self.Td, rows)
             elif device_order is None:
                 Xb, Tb = self.Xd[s], self.Td[s]
             else:

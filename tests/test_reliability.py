@@ -10,6 +10,7 @@ import pytest
 
 import fastnn
 from fastnn import training
+from fastnn.backends import unavailable_reason
 
 
 @pytest.mark.parametrize("scale", [1e30, -1e30, 1e-310, 0.0])
@@ -73,10 +74,11 @@ def test_memory_mapped_data_is_streamed(tmp_path, monkeypatch):
     assert peak < size / 8
 
 
-def test_streamed_and_in_memory_training_agree(monkeypatch, rng):
-    X = rng.normal(size=(300, 6))
+@pytest.mark.parametrize("host_dtype", ["float64", "float32"])
+def test_streamed_and_in_memory_training_agree(backend, dtype, host_dtype, monkeypatch, rng):
+    X = rng.normal(size=(300, 6)).astype(host_dtype)
     y = rng.integers(0, 3, size=300)
-    kwargs = dict(activation="tanh", loss="cross_entropy", dtype="float64", seed=2)
+    kwargs = dict(activation="tanh", loss="cross_entropy", dtype=dtype, seed=2, backend=backend)
     fit = dict(epochs=3, batch_size=32, optimizer="momentum", lr=0.05)
     in_memory = fastnn.MLP([6, 8, 3], **kwargs)
     in_memory.fit(X, y, **fit)
@@ -86,6 +88,22 @@ def test_streamed_and_in_memory_training_agree(monkeypatch, rng):
     for (W, b), (W2, b2) in zip(streamed.get_weights(), in_memory.get_weights()):
         np.testing.assert_array_equal(W, W2)
         np.testing.assert_array_equal(b, b2)
+
+
+def test_streaming_to_cupy_reuses_two_pinned_buffers(monkeypatch, rng):
+    reason = unavailable_reason("cupy")
+    if reason is not None:
+        pytest.skip(f"[cupy] {reason}")
+    import cupy
+
+    sizes = []
+    allocate = cupy.cuda.alloc_pinned_memory
+    monkeypatch.setattr(cupy.cuda, "alloc_pinned_memory", lambda n: sizes.append(n) or allocate(n))
+    monkeypatch.setattr(training, "STREAM_BYTES", 0)
+    X, y = rng.normal(size=(300, 6)), rng.integers(0, 3, size=300)
+    model = fastnn.MLP([6, 8, 3], loss="cross_entropy", backend="cupy", seed=0)
+    model.fit(X, y, epochs=3, batch_size=64, optimizer="momentum")  # 15 batches
+    assert len(sizes) <= 2, f"pinned buffers allocated per batch: {sizes}"
 
 
 def _rss_mib() -> float:
@@ -104,7 +122,7 @@ def test_resident_memory_stays_flat_over_long_runs(backend, capsys):
         [64, 128, 10], activation="relu", loss="cross_entropy", backend=backend, seed=0
     )
     model.fit(X, y, epochs=5, batch_size=64, optimizer="adam", lr=1e-3)
-    before = _rss_mib()
+    before, held_before = _rss_mib(), model.backend.memory_in_use()
     for batch_size in (64, 17, 200, 64, 33, 128) * 5:  # 30 fits, 150 epochs, 6 batch sizes
         model.fit(
             X,
@@ -116,12 +134,15 @@ def test_resident_memory_stays_flat_over_long_runs(backend, capsys):
             validation_data=(X[:500], y[:500]),
         )
     growth = _rss_mib() - before
+    held_growth = (model.backend.memory_in_use() - held_before) / 2**20
     with capsys.disabled():
         print(
             f"\n[{backend}] resident memory after warm-up {before:.1f} MiB, growth over "
-            f"150 more epochs with changing batch sizes {growth:+.1f} MiB"
+            f"150 more epochs with changing batch sizes {growth:+.1f} MiB; held by the "
+            f"backend (workspaces, GPU memory pool) {held_growth:+.2f} MiB"
         )
     assert growth < 8
+    assert held_growth < 1
 
 
 def test_two_backends_train_side_by_side_in_threads(rng):

@@ -65,6 +65,14 @@ class Backend:
         """``X[idx]``: the rows of ``X`` listed by the integer array ``idx``."""
         return X[idx]
 
+    def upload_limit(self) -> int:
+        """Bytes of training data ``fit`` puts on the backend whole; larger data is streamed."""
+        return 1 << 30
+
+    def stream_rows(self, X_host: Any, rows: Any, dtype: Any) -> tuple[Any, Any]:
+        """``(X_host[rows] as dtype, rows)`` on the backend: one batch of host-side data."""
+        return self.asarray(X_host[rows], dtype=dtype), self.asarray(rows)
+
     def synchronize(self) -> None:
         """Wait until queued device work is done (nothing to wait for on a CPU)."""
 

@@ -113,6 +113,29 @@ def _i64(v: int) -> Any:
     return numpy.int64(v)
 
 
+class _PinnedStaging:
+    """A page-locked host buffer for one batch of streamed rows, grown as needed, and the
+    event recorded after the last copy out of it."""
+
+    def __init__(self) -> None:
+        self.memory: Any = None
+        self.capacity = 0
+        self.copied = cupy.cuda.Event()
+
+    def views(self, shape: tuple[int, ...], dtype: Any, n_rows: int) -> tuple[Any, Any]:
+        """Host arrays (X of ``shape`` and ``dtype``, int64 rows) over the buffer, once
+        the previous copy out of it is done."""
+        self.copied.synchronize()
+        x_bytes = int(numpy.prod(shape)) * dtype.itemsize
+        offset = -(-x_bytes // 8) * 8
+        needed = offset + 8 * n_rows
+        if needed > self.capacity:
+            self.memory = cupy.cuda.alloc_pinned_memory(needed)
+            self.capacity = needed
+        raw = numpy.frombuffer(self.memory, numpy.uint8, needed)
+        return raw[:x_bytes].view(dtype).reshape(shape), raw[offset:needed].view(numpy.int64)
+
+
 class CupyBackend(Backend):
     """cuBLAS products and fused CUDA kernels; everything else from the base, on CuPy."""
 
@@ -124,6 +147,8 @@ class CupyBackend(Backend):
         check_device()
         self._work = Workspaces(cupy.empty)
         self._pointer_tables: dict[tuple, Any] = {}
+        self._staging = (_PinnedStaging(), _PinnedStaging())
+        self._turn = 0
 
     def to_numpy(self, a: Any) -> Any:
         return cupy.asnumpy(a)
@@ -136,6 +161,34 @@ class CupyBackend(Backend):
 
     def memory_in_use(self) -> int:
         return int(cupy.get_default_memory_pool().used_bytes())
+
+    def upload_limit(self) -> int:
+        free, _ = cupy.cuda.runtime.memGetInfo()
+        return (free + cupy.get_default_memory_pool().free_bytes()) // 2
+
+    def stream_rows(self, X_host: Any, rows: Any, dtype: Any) -> tuple[Any, Any]:
+        """The batch goes through page-locked (pinned) host memory, so its copy to the GPU
+        is asynchronous: the host gathers the next batch while the GPU still works on this
+        one. Two pinned buffers take turns; a buffer is refilled only after the copy out of
+        it is done. The copies are queued on the current stream, behind the kernels that
+        read the previous batch from the same device arrays."""
+        dtype = numpy.dtype(dtype)
+        n = len(rows)
+        self._turn ^= 1
+        staging = self._staging[self._turn]
+        X_pinned, rows_pinned = staging.views((n, *X_host.shape[1:]), dtype, n)
+        if X_host.dtype == dtype:
+            numpy.take(X_host, rows, axis=0, out=X_pinned)
+        else:
+            X_pinned[...] = X_host[rows]
+        rows_pinned[...] = rows
+        X_dev = self._work.get(staging, "X", X_pinned.shape, dtype)
+        rows_dev = self._work.get(staging, "rows", (n,), rows_pinned.dtype)
+        stream = cupy.cuda.get_current_stream()
+        X_dev.set(X_pinned, stream=stream)
+        rows_dev.set(rows_pinned, stream=stream)
+        staging.copied.record(stream)
+        return X_dev, rows_dev
 
     def take_rows(self, X: Any, idx: Any) -> Any:
         out = self._work.get(X, "rows", (len(idx), *X.shape[1:]), X.dtype)

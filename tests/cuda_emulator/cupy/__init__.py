@@ -58,6 +58,9 @@ class MemoryPool:
     def total_bytes(self) -> int:
         return self._used
 
+    def free_bytes(self) -> int:
+        return 0
+
     def free_all_blocks(self) -> None:
         pass
 
@@ -145,6 +148,16 @@ class ndarray:  # noqa: N801 - CuPy's name
             out[...] = self._a
             return out
         return numpy.array(self._a, order=order, copy=True)
+
+    def set(self, arr: numpy.ndarray, stream: Any = None) -> None:
+        """Copy host ``arr`` in (same shape and dtype, as CuPy requires)."""
+        if not isinstance(arr, numpy.ndarray):
+            raise TypeError(f"Only numpy.ndarray can be set to cupy.ndarray, got {type(arr)}")
+        if arr.dtype != self.dtype:
+            raise TypeError(f"{arr.dtype} array cannot be set to {self.dtype} array")
+        if arr.shape != self.shape:
+            raise ValueError(f"Shape mismatch. Old shape: {self.shape}, new shape: {arr.shape}")
+        self._a[...] = arr
 
     def __array__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(_IMPLICIT)
@@ -573,6 +586,7 @@ cuda = types.SimpleNamespace(
     runtime=runtime,
     Device=Device,
     Stream=Stream,
+    get_current_stream=Stream,
     Event=Event,
     get_elapsed_time=_elapsed,
     alloc_pinned_memory=_alloc_pinned,
