@@ -15,10 +15,16 @@ and prints a short table last: samples/s, achieved TFLOP/s, % of the measured GE
 and the ratio cupy / PyTorch. Float32 throughout, TF32 off (CuPy's and PyTorch's default).
 Full results go to the folder in $FASTNN_GPU_RESULTS (default ./gpu-results). It is sized
 to finish in under 5 minutes on an H100.
+
+``--smoke`` runs the same code at toy sizes without the tests, so CI can run the script
+itself on the CPU CUDA emulator (``tests/cuda_emulator``) and a GPU session does not spend
+its few minutes finding a typo.
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -58,48 +64,51 @@ def run_tests(out: Path) -> dict:
     return counts
 
 
-def gemm_tflops() -> float:
+def gemm_tflops(m: int = 8192, k: int = 4096, n: int = 4096, reps: int = 20) -> float:
     import cupy
 
-    m = k = n = 4096
-    A = cupy.random.random((8192, k), dtype=cupy.float32)
+    A = cupy.random.random((m, k), dtype=cupy.float32)
     B = cupy.random.random((k, n), dtype=cupy.float32)
-    C = cupy.empty((8192, n), dtype=cupy.float32)
+    C = cupy.empty((m, n), dtype=cupy.float32)
     for _ in range(3):
         cupy.matmul(A, B, out=C)
     cupy.cuda.Device().synchronize()
     start, stop = cupy.cuda.Event(), cupy.cuda.Event()
-    reps = 20
     start.record()
     for _ in range(reps):
         cupy.matmul(A, B, out=C)
     stop.record()
     stop.synchronize()
     seconds = cupy.cuda.get_elapsed_time(start, stop) / 1e3 / reps
-    return 2.0 * 8192 * m * n / seconds / 1e12
+    return 2.0 * m * k * n / seconds / 1e12
 
 
-def run_benchmarks() -> tuple[list[dict], list[str]]:
+def run_benchmarks(smoke: bool) -> tuple[list[dict], list[str]]:
     from fastnn.benchmarking.peers import PeerUnavailable
     from fastnn.benchmarking.suite import builders, checked, run_side_by_side
     from fastnn.benchmarking.workloads import ARCHITECTURES
 
     results, skipped = [], []
     for name in ARCHS:
+        arch = ARCHITECTURES[name]
+        if smoke:  # the same depth, toy widths
+            sizes = (16, *(8 for _ in arch.sizes[1:-1]), 4)
+            arch = dataclasses.replace(arch, sizes=sizes, batch=8)
         group = []
-        for impl, build in builders(
-            ARCHITECTURES[name], "train_step", "float32", ["cupy"], ("pytorch-cuda",)
-        ):
+        for impl, build in builders(arch, "train_step", "float32", ["cupy"], ("pytorch-cuda",)):
             try:
                 group.append(checked(build()))
             except PeerUnavailable as exc:
                 skipped.append(f"{impl} {name}: {exc}")
         print(f"timing {name}: " + ", ".join(w.implementation for w in group), flush=True)
-        results += [asdict(r) for r in run_side_by_side(group, min_time=1.0)]
+        results += [asdict(r) for r in run_side_by_side(group, min_time=0.01 if smoke else 1.0)]
     return results, skipped
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="toy sizes, no tests")
+    smoke = parser.parse_args(argv).smoke
     out = Path(os.environ.get("FASTNN_GPU_RESULTS", "gpu-results"))
     out.mkdir(parents=True, exist_ok=True)
     import cupy
@@ -108,10 +117,14 @@ def main() -> int:
 
     device = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
     print(f"device: {device}; fastnn {fastnn.__version__}, cupy {cupy.__version__}", flush=True)
-    tests = run_tests(out)
+    if smoke:
+        tests = dict(tests=0, failures=0, errors=0, skipped=0, seconds=0.0, exit_code=0)
+    else:
+        tests = run_tests(out)
     print(f"cupy tests: {tests}", flush=True)
-    peak = gemm_tflops()
-    results, skipped = run_benchmarks()
+    gemm = (64, 64, 64) if smoke else (8192, 4096, 4096)
+    peak = gemm_tflops(*gemm, reps=2 if smoke else 20)
+    results, skipped = run_benchmarks(smoke)
     report = {
         "device": device,
         "tests": tests,
@@ -122,7 +135,7 @@ def main() -> int:
     (out / "gpu-check.json").write_text(json.dumps(report, indent=1))
 
     lines = [
-        f"device {device}; cuBLAS float32 GEMM (8192x4096x4096): {peak:.1f} TFLOP/s",
+        f"device {device}; cuBLAS float32 GEMM ({'x'.join(map(str, gemm))}): {peak:.1f} TFLOP/s",
         f"cupy tests: {tests['tests']} run, {tests['failures'] + tests['errors']} failed, "
         f"{tests['skipped']} skipped ({tests['seconds']} s)",
         f"{'arch':4s} {'impl':14s} {'samples/s':>12s} {'TFLOP/s':>8s} {'% GEMM':>7s} "

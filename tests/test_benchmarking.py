@@ -6,11 +6,15 @@ These run tiny workloads; timings are never asserted.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from fastnn.backends import unavailable_reason
 from fastnn.benchmarking import peers, report
 from fastnn.benchmarking.ops import OPS, op_workload
 from fastnn.benchmarking.workloads import (
@@ -113,3 +117,21 @@ def test_fastnn_bench_cli_report_compare_and_readme(tmp_path, capsys):
     text = readme.read_text()
     assert "old" not in text and "| lecture (2-5-1) | fastnn[numpy] |" in text
     assert text.startswith("intro\n") and text.endswith("rest\n")
+
+
+def test_gpu_check_script_runs_at_toy_sizes_on_cupy(tmp_path):
+    """bench/gpu_check.py end to end with --smoke, so a GPU session is not spent on a bug in
+    the script (on the CUDA emulator in CI; on a real GPU it takes seconds)."""
+    reason = unavailable_reason("cupy")
+    if reason is not None:
+        pytest.skip(f"[cupy] {reason}")
+    script = Path(__file__).resolve().parent.parent / "bench" / "gpu_check.py"
+    env = {**os.environ, "FASTNN_GPU_RESULTS": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, str(script), "--smoke"], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    table = (tmp_path / "gpu-check.txt").read_text()
+    for arch in ("S", "L", "XL"):
+        assert f"{arch} " in table and "fastnn[cupy]" in table
+    assert json.loads((tmp_path / "gpu-check.json").read_text())["results"]

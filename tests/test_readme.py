@@ -14,9 +14,18 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 PYTHON_BLOCKS = re.findall(r"```python\n(.*?)```", README, flags=re.S)
 
 
-@pytest.mark.parametrize("index", range(len(PYTHON_BLOCKS)))
+GPU = "# needs a GPU"
+
+
+@pytest.mark.parametrize(
+    "index",
+    [
+        pytest.param(i, id=f"block{i}-cupy" if block.startswith(GPU) else f"block{i}")
+        for i, block in enumerate(PYTHON_BLOCKS)
+    ],
+)
 def test_readme_python_blocks_run(index, tmp_path, monkeypatch):
-    if PYTHON_BLOCKS[index].startswith("# needs a GPU"):
+    if PYTHON_BLOCKS[index].startswith(GPU):
         reason = unavailable_reason("cupy")
         if reason is not None:
             pytest.skip(f"[cupy] {reason}")
