@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import tolerance
 
-from fastnn.backends import get_backend
+from fastnn.backends import get_backend, unavailable_reason
 
 
 def ref_sigmoid(z):
@@ -116,6 +116,42 @@ def test_dense_forward_backward_compose_the_ops(backend, dtype, data, activation
     np.testing.assert_allclose(back(backend, dW), dZ_ref.T @ X, **tol)
     np.testing.assert_allclose(back(backend, db), dZ_ref.sum(axis=0), **tol)
     np.testing.assert_allclose(back(backend, dX), dZ_ref @ W, **tol)
+
+
+@pytest.mark.parametrize("max_grid_y", [None, 2])
+def test_dense_backward_across_block_and_chunk_boundaries(
+    backend, dtype, rng, monkeypatch, max_grid_y
+):
+    """600 rows x 70 columns: several row chunks and column blocks of the fused bias-gradient
+    reduction; with ``max_grid_y=2`` the cupy kernel must lengthen its chunks to fit."""
+    if max_grid_y is not None:
+        if backend != "cupy":
+            pytest.skip("the grid limit is the cupy kernel's")
+        import fastnn.backends.cupy_backend as cupy_backend
+
+        monkeypatch.setattr(cupy_backend, "_MAX_GRID_Y", max_grid_y)
+        assert cupy_backend._row_chunks(600) == (300, 2)
+    X, W = rng.normal(size=(600, 9)), rng.normal(size=(70, 9))
+    dH, H = rng.normal(size=(600, 70)), np.tanh(rng.normal(size=(600, 70)))
+    dX, dW, db = get_backend(backend).dense_backward(
+        *(to(backend, a, dtype) for a in (dH, X, W, H)), "tanh"
+    )
+    dZ = dH * (1 - H**2)
+    tol = tolerance(backend, dtype)
+    np.testing.assert_allclose(back(backend, db), dZ.sum(axis=0), **tol)
+    np.testing.assert_allclose(back(backend, dW), dZ.T @ X, **tol)
+    np.testing.assert_allclose(back(backend, dX), dZ @ W, **tol)
+
+
+@pytest.mark.parametrize("n", [1, 256, 257, 65535 * 256, 65535 * 256 + 1, 10**10])
+def test_cupy_bias_gradient_chunks_cover_every_row_within_the_grid_limit(n):
+    reason = unavailable_reason("cupy")
+    if reason is not None:
+        pytest.skip(f"[cupy] {reason}")
+    from fastnn.backends.cupy_backend import _row_chunks
+
+    chunk, chunks = _row_chunks(n)
+    assert chunk >= 256 and chunks <= 65535 and (chunks - 1) * chunk < n <= chunks * chunk
 
 
 @pytest.mark.parametrize("z", [-1e30, -1000.0, -50.0, 0.0, 50.0, 1000.0, 1e30])

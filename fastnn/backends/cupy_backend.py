@@ -28,7 +28,8 @@ INSTALL_HINT = "pip install 'fastnn[cuda12x]' (CUDA 12 drivers) or 'fastnn[cuda1
 _CTYPES = {numpy.dtype("float32"): "float", numpy.dtype("float64"): "double"}
 _CODES = {"identity": 0, "sigmoid": 1, "tanh": 2, "relu": 3}
 _THREADS = 256
-_ROW_CHUNK = 256  # rows per block row of the bias-gradient reduction
+_ROW_CHUNK = 256  # rows per block row of the bias-gradient reduction (at least)
+_MAX_GRID_Y = 65535  # CUDA's limit on gridDim.y
 
 
 def check_device() -> None:
@@ -103,6 +104,13 @@ def _blocks(n: int) -> tuple[int]:
 def _rows(n: int) -> tuple[int]:
     """Blocks for one thread per row."""
     return (max(1, -(-n // _THREADS)),)
+
+
+def _row_chunks(n: int) -> tuple[int, int]:
+    """``(rows per chunk, chunks)`` for the bias-gradient reduction over ``n`` rows: chunks
+    of 256 rows, longer past 16.7M rows so that the chunk count fits in gridDim.y."""
+    chunk = max(_ROW_CHUNK, -(-n // _MAX_GRID_Y))
+    return chunk, -(-n // chunk)
 
 
 def _i32(v: int) -> Any:
@@ -233,7 +241,7 @@ class CupyBackend(Backend):
         if activation == "softmax":  # a row-wise Jacobian: the base's composed form
             return super().dense_backward(dH, X, W, H, activation, need_dX)
         n, m = H.shape
-        chunks = -(-n // _ROW_CHUNK)
+        chunk, chunks = _row_chunks(n)
         dZ = self._work.get(W, "dZ", (n, m), W.dtype)
         partial = self._work.get(W, "db_partial", (chunks, m), W.dtype)
         db = self._work.get(W, "db", (m,), W.dtype)
@@ -248,7 +256,7 @@ class CupyBackend(Backend):
                 _i64(n),
                 _i32(m),
                 _i32(_CODES[activation]),
-                _i32(_ROW_CHUNK),
+                _i32(chunk),
             ),
         )
         cupy.sum(partial, axis=0, out=db)
