@@ -8,6 +8,10 @@ would refuse or what would corrupt memory on a GPU.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -141,3 +145,21 @@ def test_the_memory_pool_counts_live_arrays():
     assert pool.used_bytes() - before == 8000
     del a
     assert pool.used_bytes() == before
+
+
+OUT_OF_BOUNDS = r"""
+import numpy as np, cupy
+module = cupy.RawModule(
+    code="template <typename T> __global__ void past_end(T* x, long long n) { x[n] = T(1); }",
+    name_expressions=["past_end<float>"],
+)
+module.get_function("past_end<float>")((1,), (1,), (cupy.zeros(5, cupy.float32), np.int64(5)))
+"""
+
+
+def test_out_of_bounds_writes_stop_the_run_when_sanitized():
+    if not os.environ.get("FASTNN_EMU_SANITIZE"):
+        pytest.skip("kernels are bounds-checked with FASTNN_EMU_SANITIZE=1 and libasan (CI)")
+    done = subprocess.run([sys.executable, "-c", OUT_OF_BOUNDS], capture_output=True, text=True)
+    assert done.returncode != 0
+    assert "heap-buffer-overflow" in done.stderr

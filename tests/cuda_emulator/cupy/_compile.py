@@ -16,6 +16,8 @@ from pathlib import Path
 
 HEADER = Path(__file__).resolve().parent.parent / "emulator.h"
 _FLAGS = ("-std=c++20", "-O1", "-fPIC", "-shared", "-fno-fast-math", "-w")
+if os.environ.get("FASTNN_EMU_SANITIZE"):  # with LD_PRELOAD of libasan: bounds-checked
+    _FLAGS += ("-fsanitize=address", "-fno-omit-frame-pointer")
 _EXPORTS = """
 extern "C" int emu_count() { return sizeof(emu_entries) / sizeof(emu_entries[0]); }
 extern "C" const char* emu_signature(int i) { return emu_entries[i].signature.c_str(); }
