@@ -163,3 +163,8 @@ def test_out_of_bounds_writes_stop_the_run_when_sanitized():
     done = subprocess.run([sys.executable, "-c", OUT_OF_BOUNDS], capture_output=True, text=True)
     assert done.returncode != 0
     assert "heap-buffer-overflow" in done.stderr
+
+
+def test_new_arrays_hold_values_that_show_when_read_before_written():
+    assert np.isnan(cupy.empty(3).get()).all()
+    assert (cupy.empty(2, cupy.int64).get() == np.iinfo(np.int64).max).all()

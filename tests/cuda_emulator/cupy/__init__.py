@@ -9,7 +9,8 @@ source for the CPU with g++ (see ``emulator.h``) and launches each kernel over i
 grid, block by block; every launch checks each argument against the kernel's parameter
 types (size, kind, the element type a pointer expects, contiguity), a check CuPy does not
 make, so a wrong scalar width or dtype fails here instead of corrupting memory on a GPU.
-``ElementwiseKernel`` compiles its loop body the same way. Streams and events exist but
+``ElementwiseKernel`` compiles its loop body the same way. ``empty`` fills new arrays
+with NaN (floats) or the largest value (integers), so reading memory nobody wrote shows. Streams and events exist but
 everything runs synchronously, so races between streams cannot show up here.
 """
 
@@ -255,6 +256,24 @@ def array(a: Any, dtype: Any = None, copy: bool = True, order: str = "K") -> nda
     if isinstance(a, ndarray):
         return _wrap(numpy.array(a._a, dtype=dtype, copy=copy, order=order))
     return _wrap(numpy.array(a, dtype=dtype, order=order, copy=True))
+
+
+def empty(shape: Any, dtype: Any = float, order: str = "C") -> ndarray:
+    """Uninitialized as on a GPU, and visibly so: floats are NaN, integers their maximum,
+    so a kernel or workspace that reads before writing shows up in results."""
+    a = numpy.empty(shape, dtype, order)
+    kind = a.dtype.kind
+    if kind in "fc":
+        a.fill(numpy.nan)
+    elif kind in "iu":
+        a.fill(numpy.iinfo(a.dtype).max)
+    elif kind == "b":
+        a.fill(True)
+    return _wrap(a)
+
+
+def empty_like(a: ndarray, dtype: Any = None) -> ndarray:
+    return empty(a.shape, a.dtype if dtype is None else dtype)
 
 
 def asnumpy(a: Any, stream: Any = None, order: str = "C", out: Any = None) -> numpy.ndarray:
