@@ -56,14 +56,8 @@ class MemoryPool:
     def used_bytes(self) -> int:
         return self._used
 
-    def total_bytes(self) -> int:
-        return self._used
-
     def free_bytes(self) -> int:
         return 0
-
-    def free_all_blocks(self) -> None:
-        pass
 
 
 _POOL = MemoryPool()
@@ -138,10 +132,6 @@ class ndarray:  # noqa: N801 - CuPy's name
         self = object.__new__(cls)
         self._a = a
         return self
-
-    def __init__(self, shape: Any, dtype: Any = float) -> None:
-        self._a = numpy.empty(shape, dtype)
-        _POOL._track(self._a)
 
     # host transfers: explicit only
     def get(self, stream: Any = None, order: str = "C", out: Any = None) -> numpy.ndarray:
@@ -280,12 +270,6 @@ def asnumpy(a: Any, stream: Any = None, order: str = "C", out: Any = None) -> nu
     if isinstance(a, ndarray):
         return a.get(order=order, out=out)
     return numpy.asarray(a, order=order)
-
-
-def get_array_module(*args: Any) -> Any:
-    import sys
-
-    return sys.modules[__name__] if any(isinstance(a, ndarray) for a in args) else numpy
 
 
 def __getattr__(name: str) -> Any:
@@ -543,9 +527,6 @@ class Device:
     def synchronize(self) -> None:
         pass
 
-    def use(self) -> None:
-        pass
-
 
 class Stream:
     """Work is synchronous here, so a stream only has to exist."""
@@ -554,15 +535,6 @@ class Stream:
         self.ptr = 0
 
     def synchronize(self) -> None:
-        pass
-
-    def wait_event(self, event: Any) -> None:
-        pass
-
-    def __enter__(self) -> Stream:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
         pass
 
 
@@ -577,10 +549,6 @@ class Event:
 
     def synchronize(self) -> None:
         pass
-
-    @property
-    def done(self) -> bool:
-        return True
 
 
 def _elapsed(start: Event, stop: Event) -> float:
