@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -226,10 +227,26 @@ def test_cli_ctrl_c_writes_the_checkpoint_and_exits_130(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
         cwd=tmp_path,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    time.sleep(4)
+    # Interrupt once training has begun (the "model:" line comes just before), however
+    # long the imports took on a loaded machine.
+    started = threading.Event()
+
+    def watch_stdout():
+        for line in proc.stdout:
+            if line.startswith("model:"):
+                started.set()
+
+    watcher = threading.Thread(target=watch_stdout, daemon=True)
+    watcher.start()
+    assert started.wait(timeout=120), "the CLI never started training"
+    time.sleep(1)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    with proc.stdout, proc.stderr:
+        err = proc.stderr.read()
+        proc.wait(timeout=60)
+        watcher.join(timeout=60)
     assert proc.returncode == 130, err
     assert "training interrupted after epoch" in err and "--resume" in err
     saved = load_checkpoint(ckpt)
