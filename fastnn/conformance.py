@@ -99,7 +99,7 @@ def _host(model: Any, a: Any) -> Any:
 
 def _trace_step(model: Any, X: Any, T: Any, lr: float) -> list[tuple[str, int | None, str, Any]]:
     """Every intermediate of one SGD step, as host float64 copies, in the order computed."""
-    out = []
+    out: list[tuple[str, int | None, str, Any]] = []
     *hidden, last = model.layers
     H = X
     for i, layer in enumerate(hidden):

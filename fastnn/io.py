@@ -271,10 +271,10 @@ def _check_tensors(
     names = set(f.keys())
     if names != set(expected):
         missing = sorted(set(expected) - names)
-        extra = sorted(names - set(expected))
+        unexpected = sorted(names - set(expected))
         raise ModelFileError(
             f"{path}: tensors do not match the architecture "
-            f"(missing {missing[:4]}, unexpected {extra[:4]})"
+            f"(missing {missing[:4]}, unexpected {unexpected[:4]})"
         )
     want_dtype = {"float32": "F32", "float64": "F64"}[dtype]
     for name, shape in expected.items():

@@ -12,11 +12,16 @@ from typing import Any
 
 
 def _positive(value: object, what: str, upper: float | None = None) -> float:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value <= 0 or (upper is not None and value >= upper):
+    number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
+    if (
+        number is None
+        or not math.isfinite(number)
+        or number <= 0
+        or (upper is not None and number >= upper)
+    ):
         bound = f" and < {upper}" if upper is not None else ""
         raise ValueError(f"{what} must be a finite number > 0{bound}, got {value!r}")
-    return float(value)
+    return float(number)
 
 
 def _non_negative(value: object, what: str, upper: float | None = None) -> float:
@@ -45,7 +50,8 @@ class Optimizer:
         """State arrays (host) from a checkpoint, bound to the model at the next step."""
         self._pending = state
 
-    def _bind(self, model: Any) -> None:
+    def _bind(self, model: Any) -> list:
+        """``model``'s parameters, with this optimizer's state created or moved for them."""
         params = model.parameters()
         if self._pending is not None:
             t = self.t
@@ -65,6 +71,7 @@ class Optimizer:
             self._init_state(model.backend, params)
         # weight matrices (2-D) decay, biases do not
         self._decays = [self.weight_decay if p.ndim == 2 else 0.0 for p in params]
+        return params
 
     def _init_state(self, backend: Any, params: list) -> None:
         self.t = 0
@@ -83,9 +90,9 @@ class Optimizer:
 
     def step(self, model: Any) -> None:
         """Update ``model``'s parameters in place from the gradients of its last backward pass."""
-        self._bind(model)
+        params = self._bind(model)
         self.t += 1
-        self._update(model.backend, self._params, model.parameter_gradients())
+        self._update(model.backend, params, model.parameter_gradients())
 
     def _update(self, backend: Any, params: list, grads: list) -> None:
         raise NotImplementedError

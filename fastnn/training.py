@@ -285,7 +285,7 @@ class _Trainer:
         itemsize = model.parameters()[0].dtype.itemsize
         self.stream = X_host.size * itemsize > limit
         self.X_host = X_host
-        self.Xd = None if self.stream else backend.asarray(X_host, dtype=model.dtype)
+        self.Xd: Any = None if self.stream else backend.asarray(X_host, dtype=model.dtype)
         self.Td = model._targets_to_backend(T_host)
         self.X_val, self.T_val = X_val, T_val
         self.epochs, self.batch_size, self.shuffle = epochs, batch_size, shuffle
@@ -303,7 +303,8 @@ class _Trainer:
             if model.is_classifier:
                 self.history["val_accuracy"] = []
         self.monitor = "val_loss" if X_val is not None else "loss"
-        self.best = (math.inf, None, 0)  # (monitored loss, weights, epoch)
+        # (monitored loss, weights, epoch)
+        self.best: tuple[float, list | None, int] = (math.inf, None, 0)
         self.partial = _Epoch()
         self.resumed_chunk = False
         self.interrupted: Any = False

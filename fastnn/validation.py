@@ -25,10 +25,12 @@ def positive_int(value: object, name: str) -> int:
 
 def positive_float(value: object, name: str) -> float:
     """``value`` if it is a finite number > 0, else ``ValueError`` naming ``name``."""
-    ok = isinstance(value, int | float | np.number) and not isinstance(value, bool)
-    if not ok or not math.isfinite(value) or value <= 0:
+    number = math.nan
+    if isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool):
+        number = float(value)
+    if not math.isfinite(number) or number <= 0:
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
+    return number
 
 
 def _namespace(arr: Any) -> Any:

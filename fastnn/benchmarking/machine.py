@@ -56,7 +56,7 @@ def numba_threads() -> dict[str, Any]:
         return {}
     return {
         "num_threads": numba.get_num_threads(),
-        "threading_layer": numba.config.THREADING_LAYER,
+        "threading_layer": getattr(numba.config, "THREADING_LAYER", "default"),  # set at run time
         "note": "fastnn's kernels run serially; the matrix products use the BLAS threads",
     }
 

@@ -257,7 +257,7 @@ def tutorial_train_step(arch: Architecture, dtype: str) -> Workload:
         else:
             y_hat = _sigmoid(z)
             dz = 2 * (y_hat - Y) / n * y_hat * (1 - y_hat)
-        new = [None] * len(params)
+        new: list[Any] = [None] * len(params)
         for i in range(len(params) - 1, -1, -1):
             W, b = params[i]
             dW = np.dot(dz, hs[i].T)

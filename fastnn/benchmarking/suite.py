@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 
 from fastnn.backends import available_backends
 
@@ -29,27 +30,28 @@ def builders(
 ) -> Iterator[tuple[str, Callable[[], Workload]]]:
     """``(implementation, build)`` pairs for one architecture and kind; building may raise
     :class:`~fastnn.benchmarking.peers.PeerUnavailable`."""
-    batch = {"infer_batch1": 1, "infer_large": LARGE_BATCH}.get(kind)
+    batch = {"infer_batch1": 1, "infer_large": LARGE_BATCH}.get(kind, 0)  # 0: not inference
     for backend in backends:
         name = f"fastnn[{backend}]"
         if kind == "train_step":
-            yield name, lambda b=backend: fastnn_train_step(arch, b, dtype)
+            yield name, partial(fastnn_train_step, arch, backend, dtype)
         elif kind == "epoch":
-            yield name, lambda b=backend: fastnn_epoch(arch, b, dtype)
+            yield name, partial(fastnn_epoch, arch, backend, dtype)
         else:
-            yield name, lambda b=backend: fastnn_inference(arch, b, dtype, batch)
+            yield name, partial(fastnn_inference, arch, backend, dtype, batch)
     for peer in peer_names:
         device = "cuda" if peer == "pytorch-cuda" else "cpu"
         if peer in ("pytorch", "pytorch-cuda"):
-            build = {
-                "train_step": lambda d=device: peers.torch_train_step(arch, dtype, d),
-                "epoch": lambda d=device: peers.torch_epoch(arch, dtype, d),
-            }.get(kind, lambda d=device: peers.torch_inference(arch, dtype, batch, d))
-            yield peer, build
+            if kind == "train_step":
+                yield peer, partial(peers.torch_train_step, arch, dtype, device)
+            elif kind == "epoch":
+                yield peer, partial(peers.torch_epoch, arch, dtype, device)
+            else:
+                yield peer, partial(peers.torch_inference, arch, dtype, batch, device)
         elif peer == "scikit-learn" and kind == "epoch":
-            yield peer, lambda: peers.sklearn_epoch(arch, dtype)
+            yield peer, partial(peers.sklearn_epoch, arch, dtype)
         elif peer == "numpy-tutorial" and kind == "train_step":
-            yield peer, lambda: peers.tutorial_train_step(arch, dtype)
+            yield peer, partial(peers.tutorial_train_step, arch, dtype)
 
 
 @dataclass

@@ -10,6 +10,7 @@ import gzip
 import math
 import os
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -68,7 +69,7 @@ def load_npy(
     """``(X, y)`` from an ``.npy`` of features plus an ``.npy`` of labels, or from one
     2-D ``.npy`` whose last column is the label. ``mmap`` memory-maps instead of reading."""
     path = _existing(path)
-    mode = "r" if mmap else None
+    mode: Literal["r"] | None = "r" if mmap else None
     try:
         data = np.load(path, allow_pickle=False, mmap_mode=mode)
         if labels is None:
