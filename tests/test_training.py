@@ -333,3 +333,51 @@ def test_moving_between_backends_keeps_weights_and_optimizer_state(backend, rng,
     for (W, b), (W2, b2) in zip(moved.get_weights(), straight.get_weights()):
         np.testing.assert_allclose(W, W2, rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(b, b2, rtol=1e-10, atol=1e-12)
+
+
+@pytest.fixture
+def cupy_module():
+    """CuPy, where the cupy backend can run (a GPU, or the CUDA emulator in CI)."""
+    from fastnn.backends import unavailable_reason
+
+    reason = unavailable_reason("cupy")
+    if reason is not None:
+        pytest.skip(f"[cupy] {reason}")
+    import cupy
+
+    return cupy
+
+
+def test_cupy_model_trains_on_gpu_arrays_as_on_host_arrays(cupy_module, rng):
+    X, y = rng.normal(size=(60, 4)), rng.integers(0, 3, size=60)
+    kwargs = dict(loss="cross_entropy", backend="cupy", dtype="float64", seed=0)
+    fit = dict(epochs=3, batch_size=8, optimizer="adam", validation_data=(X, y))
+    host, device = fastnn.MLP([4, 5, 3], **kwargs), fastnn.MLP([4, 5, 3], **kwargs)
+    host_history = host.fit(X, y, **fit)
+    X_gpu, y_gpu = cupy_module.asarray(X), cupy_module.asarray(y)
+    fit["validation_data"] = (X_gpu, y_gpu)
+    device_history = device.fit(X_gpu, y_gpu, **fit)
+    assert device_history == host_history
+    np.testing.assert_array_equal(device.predict_proba(X_gpu), host.predict_proba(X))
+    assert device.evaluate(X_gpu, y_gpu) == host.evaluate(X, y)
+
+
+@pytest.mark.parametrize("cpu_backend", ["numpy", "numba"])
+def test_cupy_arrays_given_to_a_cpu_model_are_refused_with_the_fix(cupy_module, cpu_backend):
+    from fastnn.backends import unavailable_reason
+
+    if unavailable_reason(cpu_backend) is not None:
+        pytest.skip(f"[{cpu_backend}] {unavailable_reason(cpu_backend)}")
+    model = fastnn.MLP([4, 5, 3], loss="cross_entropy", backend=cpu_backend, seed=0)
+    X, y = np.zeros((6, 4)), np.arange(6) % 3
+    before = [(W.copy(), b.copy()) for W, b in model.get_weights()]
+    message = r"X is a CuPy \(GPU\) array .* call model.to\('cupy'\), or pass X.get\(\)"
+    with pytest.raises(TypeError, match=message):
+        model.fit(cupy_module.asarray(X), y, epochs=1)
+    with pytest.raises(TypeError, match=message):
+        model.predict(cupy_module.asarray(X))
+    with pytest.raises(TypeError, match=r"y is a CuPy \(GPU\) array"):
+        model.fit(X, cupy_module.asarray(y), epochs=1)
+    for (W, b), (W0, b0) in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(W, W0)
+        np.testing.assert_array_equal(b, b0)
