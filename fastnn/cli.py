@@ -372,6 +372,9 @@ def train(args: argparse.Namespace) -> int:
     if "accuracy" in scores:
         summary = f"test accuracy {scores['accuracy']:.4f}, " + summary
     print(f"trained {len(history['loss'])} epochs in {seconds:.2f} s: {summary}")
+    held = model.backend.memory_in_use()
+    if held:  # workspaces (numba), CuPy's memory pool (cupy)
+        print(f"memory held for reuse by the {model.backend.name} backend: {held / 2**20:.2f} MiB")
     model.save(args.model_out)
     print(f"model written to {args.model_out}")
     if not args.no_plot:

@@ -127,3 +127,14 @@ def test_missing_matplotlib_is_reported_before_training(monkeypatch, tmp_path):
     with pytest.raises(SystemExit, match=r"pip install 'fastnn\[plot\]'"):
         main(["train", "--model-out", str(tmp_path / "m.safetensors")])
     assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_train_reports_the_memory_a_backend_holds(backend, tmp_path, capsys):
+    args = ["train", "--backend", backend, "--epochs", "2", "--no-plot"]
+    assert main([*args, "--model-out", str(tmp_path / "m.safetensors")]) == 0
+    out = capsys.readouterr().out
+    held = re.search(rf"memory held for reuse by the {backend} backend: ([0-9.]+) MiB", out)
+    if backend == "numpy":  # allocates per call, holds nothing
+        assert held is None, out
+    else:
+        assert held is not None and float(held.group(1)) > 0, out
