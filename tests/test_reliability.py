@@ -145,6 +145,34 @@ def test_resident_memory_stays_flat_over_long_runs(backend, capsys):
     assert held_growth < 1
 
 
+def test_models_on_one_backend_train_in_parallel_threads_as_alone(backend, rng):
+    """Four models share one backend instance (its workspaces, kernels and caches) and the
+    same data, trained at once in four threads: each ends as it would alone."""
+    X, y = rng.normal(size=(120, 6)), rng.integers(0, 3, size=120)
+
+    def train(seed):
+        model = fastnn.MLP(
+            [6, 10, 3], loss="cross_entropy", backend=backend, dtype="float64", seed=seed
+        )
+        optimizer = ("sgd", "momentum", "adam", "nesterov")[seed]
+        model.fit(X, y, epochs=4, batch_size=16, optimizer=optimizer, lr=0.05)
+        return model.get_weights()
+
+    alone = [train(seed) for seed in range(4)]
+    together: dict[int, list] = {}
+    threads = [
+        threading.Thread(target=lambda s=s: together.__setitem__(s, train(s))) for s in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for seed in range(4):
+        for (W, b), (W2, b2) in zip(together[seed], alone[seed]):
+            np.testing.assert_array_equal(W, W2)
+            np.testing.assert_array_equal(b, b2)
+
+
 def test_two_backends_train_side_by_side_in_threads(rng):
     X, y = rng.normal(size=(200, 8)), rng.integers(0, 3, size=200)
     names = fastnn.available_backends()

@@ -313,16 +313,18 @@ class CupyBackend(Backend):
         """Device tables of pointers for each group of arrays, the tensors' offsets, the
         decays; uploaded once and reused while the arrays stay the same."""
         key = (tuple(decays), *((id(a), a.data.ptr) for group in groups for a in group))
-        if key not in self._pointer_tables:
+        entry = self._pointer_tables.get(key)
+        if entry is None:
             dtype = groups[0][0].dtype
             sizes = [a.size for a in groups[0]]
             offsets = cupy.asarray(numpy.concatenate([[0], numpy.cumsum(sizes)]), cupy.int64)
             tables = [
                 cupy.asarray([a.data.ptr for a in group], dtype=cupy.uint64) for group in groups
             ]
-            wd = cupy.asarray(decays, dtype=dtype)
-            self._pointer_tables = {key: (tables, offsets, wd, sum(sizes))}  # the latest only
-        return self._pointer_tables[key]
+            entry = (tables, offsets, cupy.asarray(decays, dtype=dtype), sum(sizes))
+            # The latest only (another thread may replace it: this call keeps its own).
+            self._pointer_tables = {key: entry}
+        return entry
 
     def sgd_step(
         self,

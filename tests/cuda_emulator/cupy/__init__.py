@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import re
+import threading
 import types
 import weakref
 from typing import Any
@@ -43,15 +44,18 @@ class MemoryPool:
     def __init__(self) -> None:
         self._used = 0
         self._live: dict[int, Any] = {}
+        self._lock = threading.RLock()  # a finalizer may run inside _track
 
     def _track(self, a: numpy.ndarray) -> None:
-        if a.base is None and a.nbytes and id(a) not in self._live:
-            self._used += a.nbytes
-            self._live[id(a)] = weakref.finalize(a, self._release, id(a), a.nbytes)
+        with self._lock:
+            if a.base is None and a.nbytes and id(a) not in self._live:
+                self._used += a.nbytes
+                self._live[id(a)] = weakref.finalize(a, self._release, id(a), a.nbytes)
 
     def _release(self, key: int, nbytes: int) -> None:
-        self._used -= nbytes
-        self._live.pop(key, None)
+        with self._lock:
+            self._used -= nbytes
+            self._live.pop(key, None)
 
     def used_bytes(self) -> int:
         return self._used
@@ -61,6 +65,9 @@ class MemoryPool:
 
 
 _POOL = MemoryPool()
+# One launch at a time, as on one stream (the emulator's block state is process-wide, and
+# ctypes lets other Python threads run during a launch).
+_LAUNCH = threading.Lock()
 
 
 def get_default_memory_pool() -> MemoryPool:
@@ -369,7 +376,8 @@ class RawKernel:
         if b[0] * b[1] * b[2] > 1024:
             raise ValueError(f"block {block!r} has more than 1024 threads")
         pointers, keep = _marshal(self.name, self._signature, tuple(args))
-        self._lib.emu_launch(self._index, *g, *b, pointers, int(self._sync))
+        with _LAUNCH:
+            self._lib.emu_launch(self._index, *g, *b, pointers, int(self._sync))
         del keep
 
 
