@@ -10,8 +10,9 @@ grid, block by block; every launch checks each argument against the kernel's par
 types (size, kind, the element type a pointer expects, contiguity), a check CuPy does not
 make, so a wrong scalar width or dtype fails here instead of corrupting memory on a GPU.
 ``ElementwiseKernel`` compiles its loop body the same way. ``empty`` fills new arrays
-with NaN (floats) or the largest value (integers), so reading memory nobody wrote shows. Streams and events exist but
-everything runs synchronously, so races between streams cannot show up here.
+with NaN (floats) or the largest value (integers), so reading memory nobody wrote shows.
+Streams and events exist but everything runs synchronously, one launch at a time, so
+races between streams or threads cannot show up here.
 """
 
 from __future__ import annotations
@@ -128,7 +129,7 @@ def _call(function: Any, args: tuple, kwargs: dict) -> Any:
     return _wrap(result)
 
 
-class ndarray:  # noqa: N801 - CuPy's name
+class ndarray:  # CuPy's name
     """A device array: host memory that will not convert to NumPy implicitly."""
 
     __slots__ = ("_a", "__weakref__")
@@ -191,7 +192,8 @@ class ndarray:  # noqa: N801 - CuPy's name
         return _wrap(self._a[_unwrap_key(key)])
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        self._a[_unwrap_key(key)] = value._a if isinstance(value, ndarray) else value
+        # A NumPy value is refused: fastnn moves host data to the device explicitly.
+        self._a[_unwrap_key(key)] = _unwrap(value)
 
     def __len__(self) -> int:
         return len(self._a)
