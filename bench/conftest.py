@@ -90,6 +90,8 @@ def measure(benchmark, machine_info, ceilings):
             }
         )
         benchmark(workload.run)
+        if benchmark.stats is None:  # --benchmark-disable: run once as a smoke test, untimed
+            return
         seconds = benchmark.stats.stats.median
         _RESULTS.append(
             {
