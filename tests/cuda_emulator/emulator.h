@@ -39,19 +39,24 @@ inline float int_as_float(int i) {
 
 // -- fibers for kernels that synchronize -------------------------------------------------
 //
-// A fiber starts once on its own stack (makecontext/setcontext); after that, switches use
-// _setjmp/_longjmp, which do not save the signal mask and so make no system call.
+// One fiber per thread slot of a block, each on its own stack. A fiber is started once
+// (makecontext/setcontext) and then lives on: when the kernel body returns, it parks and
+// the next block resumes it at the top of its loop. Switches use _setjmp/_longjmp, which
+// do not save the signal mask and so make no system call.
+
+constexpr unsigned max_threads = 1024;  // CUDA's limit per block
 
 struct JumpBuffer {
     jmp_buf at;
 };
 
 struct Fibers {
-    std::vector<ucontext_t> start;
-    std::vector<std::vector<char>> stacks;
-    std::vector<JumpBuffer> resume;
-    std::vector<dim3> index;
-    std::vector<int> started, done;
+    std::vector<ucontext_t> start = std::vector<ucontext_t>(max_threads);
+    std::vector<std::vector<char>> stacks = std::vector<std::vector<char>>(max_threads);
+    std::vector<JumpBuffer> resume = std::vector<JumpBuffer>(max_threads);
+    std::vector<dim3> index = std::vector<dim3>(max_threads);
+    std::vector<int> created = std::vector<int>(max_threads, 0);
+    std::vector<int> done = std::vector<int>(max_threads, 0);
     jmp_buf scheduler;
     int current = -1;
     void (*body)() = nullptr;
@@ -61,9 +66,11 @@ inline Fibers fibers;
 inline bool fibered = false;
 
 inline void fiber_entry() {
-    fibers.body();
-    fibers.done[fibers.current] = 1;
-    _longjmp(fibers.scheduler, 1);
+    for (;;) {
+        fibers.body();
+        fibers.done[fibers.current] = 1;
+        if (!_setjmp(fibers.resume[fibers.current].at)) _longjmp(fibers.scheduler, 1);
+    }
 }
 
 inline void sync_threads() {
@@ -86,23 +93,12 @@ inline void run_block_fibers(void (*body)(), unsigned threads) {
     }
     Fibers& f = fibers;
     f.body = body;
-    f.start.resize(threads);
-    f.stacks.resize(threads);
-    f.resume.resize(threads);
-    f.index.resize(threads);
-    f.started.assign(threads, 0);
-    f.done.assign(threads, 0);
     unsigned t = 0;
     for (unsigned z = 0; z < block_dim.z; ++z)
         for (unsigned y = 0; y < block_dim.y; ++y)
             for (unsigned x = 0; x < block_dim.x; ++x, ++t) {
                 f.index[t] = dim3{x, y, z};
-                f.stacks[t].resize(stack_bytes);
-                f.start[t] = blank;
-                f.start[t].uc_stack.ss_sp = f.stacks[t].data();
-                f.start[t].uc_stack.ss_size = stack_bytes;
-                f.start[t].uc_link = nullptr;
-                makecontext(&f.start[t], fiber_entry, 0);
+                f.done[t] = 0;
             }
     for (bool running = true; running;) {
         running = false;
@@ -111,8 +107,14 @@ inline void run_block_fibers(void (*body)(), unsigned threads) {
             f.current = static_cast<int>(t);
             thread_idx = f.index[t];
             if (!_setjmp(f.scheduler)) {
-                if (f.started[t]) _longjmp(f.resume[t].at, 1);
-                f.started[t] = 1;
+                if (f.created[t]) _longjmp(f.resume[t].at, 1);  // at a barrier, or parked
+                f.created[t] = 1;
+                f.stacks[t].resize(stack_bytes);
+                f.start[t] = blank;
+                f.start[t].uc_stack.ss_sp = f.stacks[t].data();
+                f.start[t].uc_stack.ss_size = stack_bytes;
+                f.start[t].uc_link = nullptr;
+                makecontext(&f.start[t], fiber_entry, 0);
                 setcontext(&f.start[t]);
             }
             running = running || !f.done[t];
