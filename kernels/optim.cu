@@ -1,4 +1,5 @@
-// fastnn CUDA kernels for optimizer updates over all parameters in one launch.
+// fastnn CUDA kernels over many tensors in one launch: the optimizer updates of all
+// parameters, and the finiteness check of a loss and its gradients.
 //
 // Multi-tensor form: P, G (and the state M, V) are device arrays of pointers, one per
 // parameter tensor; offsets[t] is the flat index where tensor t starts (offsets[count] is
@@ -64,13 +65,29 @@ __global__ void adam(T** P, T** G, T** M, T** V, const long long* offsets, const
     }
 }
 
+// flags[thread] = whether every element the thread visits in A is finite, one flag per
+// thread of the grid; the caller reduces them. Every thread writes its own flag, so
+// nothing needs zeroing first and no thread waits for another.
+template <typename T>
+__global__ void all_finite(T** A, const long long* offsets, int count, bool* flags) {
+    long long first = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    long long total = offsets[count];
+    bool ok = true;
+    for (long long k = first; k < total; k += (long long)blockDim.x * gridDim.x) {
+        int t = tensor_of(offsets, count, k);
+        ok = ok && isfinite(A[t][k - offsets[t]]);
+    }
+    flags[first] = ok;
+}
+
 #ifdef FASTNN_INSTANTIATE
 #define FASTNN_OPTIM(T)                                                                     \
     template __global__ void sgd<T>(T**, T**, const long long*, const T*, int, T);          \
     template __global__ void momentum<T>(T**, T**, T**, const long long*, const T*, int, T, \
                                          T, int);                                           \
     template __global__ void adam<T>(T**, T**, T**, T**, const long long*, const T*, int, T, \
-                                     T, T, T, T, T);
+                                     T, T, T, T, T);                                        \
+    template __global__ void all_finite<T>(T**, const long long*, int, bool*);
 FASTNN_OPTIM(float)
 FASTNN_OPTIM(double)
 #endif

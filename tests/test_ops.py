@@ -225,6 +225,20 @@ def test_all_finite_finds_every_non_finite(backend, dtype, value, position):
         assert not b.all_finite([b.asarray(np.ones(3, dtype)), b.asarray(a)])
 
 
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("where", [(0, ()), (1, (0, 0)), (1, (299, 256)), (2, (256,))])
+def test_finite_flag_finds_a_non_finite_loss_or_gradient_anywhere(backend, dtype, value, where):
+    """The device-side check the GPU training loop reads once per epoch: a 0-d loss, a
+    300 x 257 gradient (more elements than the cupy kernel has threads) and a vector."""
+    b = get_backend(backend)
+    rng = np.random.default_rng(0)
+    arrays = [np.array(0.5), rng.normal(size=(300, 257)), rng.normal(size=257)]
+    assert bool(b.finite_flag([b.asarray(a, dtype=dtype) for a in arrays]))
+    which, index = where
+    arrays[which][index] = value
+    assert not bool(b.finite_flag([b.asarray(a, dtype=dtype) for a in arrays]))
+
+
 def test_all_finite_does_not_overflow_on_huge_finite_values(backend, dtype):
     b = get_backend(backend)
     assert b.all_finite([b.asarray(np.full(1000, np.finfo(dtype).max, dtype=dtype))])

@@ -27,6 +27,7 @@ from .workspaces import Workspaces
 INSTALL_HINT = "pip install 'fastnn[cuda12x]' (CUDA 12 drivers) or 'fastnn[cuda13x]' (CUDA 13)"
 _CTYPES = {numpy.dtype("float32"): "float", numpy.dtype("float64"): "double"}
 _CODES = {"identity": 0, "sigmoid": 1, "tanh": 2, "relu": 3}
+_OPTIONS = ("-std=c++14",)  # NVRTC options, as tests/test_cuda_kernels.py compiles too
 _THREADS = 256
 _ROW_CHUNK = 256  # rows per block row of the bias-gradient reduction (at least)
 _MAX_GRID_Y = 65535  # CUDA's limit on gridDim.y
@@ -77,7 +78,7 @@ class _Module:
             source = resources.files("fastnn.kernels").joinpath(self.filename).read_text()
             self._compiled[ctype] = cupy.RawModule(
                 code=source,
-                options=("-std=c++14",),
+                options=_OPTIONS,
                 name_expressions=[f"{k}<{ctype}>" for k in self.kernels],
             )
         return self._compiled[ctype].get_function(f"{kernel}<{ctype}>")
@@ -93,7 +94,9 @@ _DENSE = _Module(
         "softmax_cross_entropy_dense",
     ),
 )
-_OPTIM = _Module("optim.cu", ("sgd", "momentum", "adam"))
+_OPTIM = _Module("optim.cu", ("sgd", "momentum", "adam", "all_finite"))
+_POINTER_TABLES_KEPT = 8  # optimizer state, gradients + loss, parameters, ...
+_FINITE_BLOCKS = 256  # at most 65,536 threads (and flags) for the finiteness check
 
 
 def _blocks(n: int) -> tuple[int]:
@@ -203,7 +206,16 @@ class CupyBackend(Backend):
         return cupy.take(X, idx, axis=0, out=out)
 
     def finite_flag(self, arrays: list[Any]) -> Any:
-        flags = cupy.stack([cupy.isfinite(a).all() for a in arrays])
+        """One multi-tensor pass (a flag per thread, then their ``all``) instead of a
+        check, a reduction and a copy per array."""
+        dtype = arrays[0].dtype
+        if any(a.dtype != dtype or not a.flags.c_contiguous for a in arrays):
+            return super().finite_flag(arrays)
+        (A,), offsets, _, total = self._tables([0.0] * len(arrays), arrays)
+        blocks = min(_blocks(total)[0], _FINITE_BLOCKS)
+        flags = self._work.get(offsets, "finite_flags", (blocks * _THREADS,), numpy.bool_)
+        kernel = _OPTIM.get("all_finite", dtype)
+        kernel((blocks,), (_THREADS,), (A, offsets, _i32(len(arrays)), flags))
         return flags.all()
 
     # -- dense layer -----------------------------------------------------------------
@@ -271,7 +283,12 @@ class CupyBackend(Backend):
         kernel = "softmax_cross_entropy_labels" if T.ndim == 1 else "softmax_cross_entropy_dense"
         targets = T.astype(cupy.int64, copy=False) if T.ndim == 1 else T
         _DENSE.get(kernel, Z.dtype)(_rows(n), (_THREADS,), (Z, targets, dZ, rows, _i64(n), _i32(m)))
-        return rows.mean(), dZ
+        return self._mean(Z, rows), dZ
+
+    def _mean(self, owner: Any, values: Any) -> Any:
+        """The mean of ``values`` in a 0-d workspace: the loss keeps its address from step
+        to step, so the finiteness check's pointer table is reused."""
+        return cupy.mean(values, out=self._work.get(owner, "loss", (), values.dtype))
 
     @cached_property
     def _bce(self) -> Any:
@@ -290,7 +307,7 @@ class CupyBackend(Backend):
         loss = self._work.get(Z, "elem_loss", Z.shape, Z.dtype)
         dZ = self._work.get(Z, "dloss", Z.shape, Z.dtype)
         self._bce(Z, T, Z.dtype.type(1.0 / Z.size), loss, dZ)
-        return loss.mean(), dZ
+        return self._mean(Z, loss), dZ
 
     @cached_property
     def _mse(self) -> Any:
@@ -305,13 +322,14 @@ class CupyBackend(Backend):
         sq = self._work.get(H, "elem_loss", H.shape, H.dtype)
         dH = self._work.get(H, "dloss", H.shape, H.dtype)
         self._mse(H, T, H.dtype.type(2.0 / H.size), sq, dH)
-        return sq.mean(), dH
+        return self._mean(H, sq), dH
 
     # -- optimizer updates: every parameter in one launch ------------------------------
 
     def _tables(self, decays: list[float], *groups: list) -> tuple:
         """Device tables of pointers for each group of arrays, the tensors' offsets, the
-        decays; uploaded once and reused while the arrays stay the same."""
+        decays; uploaded once and reused while the arrays stay the same (the most recent
+        few sets are kept: a training step uses two)."""
         key = (tuple(decays), *((id(a), a.data.ptr) for group in groups for a in group))
         entry = self._pointer_tables.get(key)
         if entry is None:
@@ -322,8 +340,9 @@ class CupyBackend(Backend):
                 cupy.asarray([a.data.ptr for a in group], dtype=cupy.uint64) for group in groups
             ]
             entry = (tables, offsets, cupy.asarray(decays, dtype=dtype), sum(sizes))
-            # The latest only (another thread may replace it: this call keeps its own).
-            self._pointer_tables = {key: entry}
+            # Replaced whole, never edited: a thread reading the old dict is unaffected.
+            kept = list(self._pointer_tables.items())[1 - _POINTER_TABLES_KEPT :]
+            self._pointer_tables = {**dict(kept), key: entry}
         return entry
 
     def sgd_step(
