@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -125,13 +126,19 @@ def test_gpu_check_script_runs_at_toy_sizes_on_cupy(tmp_path):
     reason = unavailable_reason("cupy")
     if reason is not None:
         pytest.skip(f"[cupy] {reason}")
-    script = Path(__file__).resolve().parent.parent / "bench" / "gpu_check.py"
+    root = Path(__file__).resolve().parent.parent
     env = {**os.environ, "FASTNN_GPU_RESULTS": str(tmp_path)}
     done = subprocess.run(
-        [sys.executable, str(script), "--smoke"], env=env, capture_output=True, text=True
+        [sys.executable, "bench/gpu_check.py", "--smoke"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     table = (tmp_path / "gpu-check.txt").read_text()
+    run, failed = re.search(r"cupy tests: (\d+) run, (\d+) failed", table).groups()
+    assert int(run) > 0 and int(failed) == 0, table
     for arch in ("S", "L", "XL"):
         assert f"{arch} " in table and "fastnn[cupy]" in table
     assert json.loads((tmp_path / "gpu-check.json").read_text())["results"]
