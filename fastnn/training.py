@@ -17,7 +17,7 @@ from .errors import TrainingDivergedError
 from .init import batch_orders
 from .model import batch_slices
 from .optimizers import SGD, make_optimizer
-from .validation import positive_int
+from .validation import on_host, positive_int
 
 # Batch orders are drawn for this many samples' worth of epochs at a time.
 _ORDER_CHUNK_SAMPLES = 1 << 16
@@ -280,10 +280,11 @@ class _Trainer:
         backend = model.backend
         self.model, self.opt, self.backend = model, opt, backend
         self.n = X_host.shape[0]
-        # Small enough: on the backend once per fit; larger: read batch by batch.
+        # Host data small enough: on the backend once per fit; larger: read batch by batch.
+        # (Data already on the GPU stays where it is.)
         limit = backend.upload_limit() if STREAM_BYTES is None else STREAM_BYTES
         itemsize = model.parameters()[0].dtype.itemsize
-        self.stream = X_host.size * itemsize > limit
+        self.stream = on_host(X_host) and X_host.size * itemsize > limit
         self.X_host = X_host
         self.Xd: Any = None if self.stream else backend.asarray(X_host, dtype=model.dtype)
         self.Td = model._targets_to_backend(T_host)

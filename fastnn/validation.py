@@ -42,6 +42,11 @@ def _namespace(arr: Any) -> Any:
     return np
 
 
+def on_host(a: Any) -> bool:
+    """Whether ``a`` is in host memory (a NumPy array or memory map), not on a GPU."""
+    return _namespace(a) is np
+
+
 def _as_host_array(a: Any, name: str, backend: str = "numpy") -> Any:
     if a is None:
         raise TypeError(f"{name} is None; expected an array")

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import fastnn
+from fastnn import training
 from fastnn.backends.numpy_backend import NumpyBackend
 from fastnn.datasets import make_lecture_toy, make_spirals, make_xor
 
@@ -348,7 +349,11 @@ def cupy_module():
     return cupy
 
 
-def test_cupy_model_trains_on_gpu_arrays_as_on_host_arrays(cupy_module, rng):
+@pytest.mark.parametrize("stream_bytes", [None, 0])  # 0: host data streamed, GPU data not
+def test_cupy_model_trains_on_gpu_arrays_as_on_host_arrays(
+    cupy_module, rng, monkeypatch, stream_bytes
+):
+    monkeypatch.setattr(training, "STREAM_BYTES", stream_bytes)
     X, y = rng.normal(size=(60, 4)), rng.integers(0, 3, size=60)
     kwargs = dict(loss="cross_entropy", backend="cupy", dtype="float64", seed=0)
     fit = dict(epochs=3, batch_size=8, optimizer="adam", validation_data=(X, y))
