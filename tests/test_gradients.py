@@ -138,11 +138,17 @@ def test_gradients_api_shapes_and_agreement_with_float64(backend, dtype, rng):
     ("loss", "output"),
     [("mse", "tanh"), ("cross_entropy", "softmax"), ("binary_cross_entropy", "sigmoid")],
 )
-def test_gradients_match_pytorch(loss, output, rng):
+def test_gradients_match_pytorch(backend, loss, output, rng):
     torch = pytest.importorskip("torch", reason="PyTorch not installed: pip install torch")
     X, y = problem(loss, 3, rng, n=11)
     model = fastnn.MLP(
-        [4, 6, 3], activation="tanh", output=output, loss=loss, dtype="float64", seed=5
+        [4, 6, 3],
+        activation="tanh",
+        output=output,
+        loss=loss,
+        backend=backend,
+        dtype="float64",
+        seed=5,
     )
     layers = []
     for W, b in model.get_weights():

@@ -105,23 +105,23 @@ def test_binary_classifier_and_regressor_outputs(backend, rng):
         reg.predict_proba(X)
 
 
-def test_epoch_loss_is_weighted_by_batch_size(rng):
+def test_epoch_loss_is_weighted_by_batch_size(backend, rng):
     # 10 samples in batches of 4: 4 + 4 + 2. With lr tiny the weights barely move, so the
     # epoch loss must equal the full-data loss, which an unweighted mean would miss.
     X = rng.normal(size=(10, 3))
     y = rng.normal(size=10)
-    model = fastnn.MLP([3, 1], loss="mse", dtype="float64", seed=0)
+    model = fastnn.MLP([3, 1], loss="mse", backend=backend, dtype="float64", seed=0)
     full = model.evaluate(X, y)["loss"]
     history = model.fit(X, y, epochs=1, batch_size=4, lr=1e-12, shuffle=False)
     assert history["loss"][0] == pytest.approx(full, rel=1e-9)
 
 
-def test_same_seed_same_run_and_shuffle_matters(rng):
+def test_same_seed_same_run_and_shuffle_matters(backend, rng):
     X = rng.normal(size=(50, 4))
     y = rng.integers(0, 3, size=50)
 
     def run(seed, shuffle=True):
-        m = fastnn.MLP([4, 6, 3], loss="cross_entropy", dtype="float64", seed=seed)
+        m = fastnn.MLP([4, 6, 3], loss="cross_entropy", backend=backend, dtype="float64", seed=seed)
         return m.fit(X, y, epochs=3, batch_size=7, lr=0.1, shuffle=shuffle)["loss"]
 
     assert run(0) == run(0)
@@ -185,11 +185,11 @@ def test_optimizer_instances_and_names():
         fastnn.SGD(nesterov=True)
 
 
-def test_early_stopping_restores_the_best_weights(rng):
+def test_early_stopping_restores_the_best_weights(backend, rng):
     X = rng.normal(size=(40, 3))
     y = rng.integers(0, 2, size=40)  # noise: validation loss soon stops improving
     Xv, yv = rng.normal(size=(40, 3)), rng.integers(0, 2, size=40)
-    model = fastnn.MLP([3, 32, 2], loss="cross_entropy", dtype="float64", seed=0)
+    model = fastnn.MLP([3, 32, 2], loss="cross_entropy", backend=backend, dtype="float64", seed=0)
     history = model.fit(
         X,
         y,
