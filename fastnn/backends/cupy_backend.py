@@ -3,8 +3,9 @@
 The kernels are CUDA C++ templates in ``fastnn/kernels/*.cu``, compiled on first use by
 ``cupy.RawModule`` (NVRTC) for the dtype at hand; an instance is named from the dtype
 (``"bias_activation<float>"``). As on the Numba backend, each layer's results go to
-workspace arrays reused from step to step, so training allocates nothing per batch, and a
-returned array is valid until the next call for the same layer.
+workspace arrays reused from step to step, so the layers allocate nothing per batch (the
+loop's few small bookkeeping arrays come from CuPy's pool), and a returned array is valid
+until the next call for the same layer.
 
 Importing this module imports CuPy but does not touch the GPU; creating the backend
 checks that a usable device is there and says plainly what is missing when it is not.
