@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import tracemalloc
 
@@ -145,9 +146,14 @@ def test_resident_memory_stays_flat_over_long_runs(backend, capsys):
     assert held_growth < 1
 
 
-def test_models_on_one_backend_train_in_parallel_threads_as_alone(backend, rng):
-    """Four models share one backend instance (its workspaces, kernels and caches) and the
-    same data, trained at once in four threads: each ends as it would alone."""
+@pytest.mark.parametrize("stream_bytes", [None, 0])  # 0: every batch streamed from the host
+def test_models_on_one_backend_train_in_parallel_threads_as_alone(
+    backend, rng, monkeypatch, stream_bytes
+):
+    """Four models share one backend instance (its workspaces, kernels, caches and staging
+    buffers) and the same data, trained at once in four threads: each ends as it would
+    alone."""
+    monkeypatch.setattr(training, "STREAM_BYTES", stream_bytes)
     X, y = rng.normal(size=(120, 6)), rng.integers(0, 3, size=120)
 
     def train(seed):
@@ -160,13 +166,18 @@ def test_models_on_one_backend_train_in_parallel_threads_as_alone(backend, rng):
 
     alone = [train(seed) for seed in range(4)]
     together: dict[int, list] = {}
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads often, so that races have a chance to show
     threads = [
         threading.Thread(target=lambda s=s: together.__setitem__(s, train(s))) for s in range(4)
     ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
     for seed in range(4):
         for (W, b), (W2, b2) in zip(together[seed], alone[seed]):
             np.testing.assert_array_equal(W, W2)

@@ -15,6 +15,7 @@ sets ``CUPY_TF32=1`` (TensorFloat-32, faster and less precise) before importing 
 
 from __future__ import annotations
 
+import threading
 from functools import cached_property
 from importlib import resources
 from typing import Any
@@ -148,6 +149,14 @@ class _PinnedStaging:
         return raw[:x_bytes].view(dtype).reshape(shape), raw[offset:needed].view(numpy.int64)
 
 
+class _ThreadStaging(threading.local):
+    """Each thread's two pinned buffers and whose turn it is (threads stream separately)."""
+
+    def __init__(self) -> None:
+        self.buffers = (_PinnedStaging(), _PinnedStaging())
+        self.turn = 0
+
+
 class CupyBackend(Backend):
     """cuBLAS products and fused CUDA kernels; everything else from the base, on CuPy."""
 
@@ -159,8 +168,7 @@ class CupyBackend(Backend):
         check_device()
         self._work = Workspaces(cupy.empty)
         self._pointer_tables: dict[tuple, Any] = {}
-        self._staging = (_PinnedStaging(), _PinnedStaging())
-        self._turn = 0
+        self._staging = _ThreadStaging()
 
     def to_numpy(self, a: Any) -> Any:
         return cupy.asnumpy(a)
@@ -186,8 +194,9 @@ class CupyBackend(Backend):
         read the previous batch from the same device arrays."""
         dtype = numpy.dtype(dtype)
         n = len(rows)
-        self._turn ^= 1
-        staging = self._staging[self._turn]
+        mine = self._staging
+        mine.turn ^= 1
+        staging = mine.buffers[mine.turn]
         X_pinned, rows_pinned = staging.views((n, *X_host.shape[1:]), dtype, n)
         if X_host.dtype == dtype:
             numpy.take(X_host, rows, axis=0, out=X_pinned)
