@@ -122,13 +122,7 @@ def fit(
         _check_resumable(model, saved, resume, optimizer, lr, momentum, nesterov, weight_decay)
         opt = saved.optimizer
     else:
-        opt = make_optimizer(
-            "sgd" if optimizer is None else optimizer,
-            lr,
-            momentum=momentum,
-            nesterov=nesterov,
-            weight_decay=weight_decay,
-        )
+        opt = _optimizer(optimizer, lr, momentum, nesterov, weight_decay)
     X_host = model._features(X)
     T_host = model._targets(y, X_host.shape[0])
     X_val = T_val = None
@@ -193,6 +187,17 @@ def _check_position(position: Any, path: Any, epochs: int, batch_size: int, n: i
             )
 
 
+def _optimizer(optimizer: Any, lr: Any, momentum: Any, nesterov: Any, weight_decay: Any) -> Any:
+    """The optimizer ``fit`` was asked for: plain SGD unless named or given."""
+    return make_optimizer(
+        "sgd" if optimizer is None else optimizer,
+        lr,
+        momentum=momentum,
+        nesterov=nesterov,
+        weight_decay=weight_decay,
+    )
+
+
 def _check_resumable(model: Any, saved: Any, path: Any, optimizer: Any, *settings: Any) -> None:
     c = saved.contents
     mine = [[layer.n_in, layer.n_out, layer.activation] for layer in model.layers]
@@ -208,13 +213,7 @@ def _check_resumable(model: Any, saved: Any, path: Any, optimizer: Any, *setting
     if optimizer is None and all(v is None for v in settings):
         return
     lr, momentum, nesterov, weight_decay = settings
-    asked = make_optimizer(
-        "sgd" if optimizer is None else optimizer,
-        lr,
-        momentum=momentum,
-        nesterov=nesterov,
-        weight_decay=weight_decay,
-    )
+    asked = _optimizer(optimizer, lr, momentum, nesterov, weight_decay)
     kept = saved.optimizer
     if type(asked) is not type(kept) or asked.config() != kept.config():
         raise ValueError(

@@ -314,10 +314,7 @@ class CupyBackend(Backend):
         )
 
     def sigmoid_binary_cross_entropy(self, Z: Any, T: Any) -> tuple:
-        loss = self._work.get(Z, "elem_loss", Z.shape, Z.dtype)
-        dZ = self._work.get(Z, "dloss", Z.shape, Z.dtype)
-        self._bce(Z, T, Z.dtype.type(1.0 / Z.size), loss, dZ)
-        return self._mean(Z, loss), dZ
+        return self._elementwise_loss(self._bce, Z, T, 1.0)
 
     @cached_property
     def _mse(self) -> Any:
@@ -329,10 +326,15 @@ class CupyBackend(Backend):
         )
 
     def mse(self, H: Any, T: Any) -> tuple:
-        sq = self._work.get(H, "elem_loss", H.shape, H.dtype)
-        dH = self._work.get(H, "dloss", H.shape, H.dtype)
-        self._mse(H, T, H.dtype.type(2.0 / H.size), sq, dH)
-        return self._mean(H, sq), dH
+        return self._elementwise_loss(self._mse, H, T, 2.0)
+
+    def _elementwise_loss(self, kernel: Any, H: Any, T: Any, scale: float) -> tuple:
+        """``(mean loss, gradient)`` from a kernel writing each element's loss and its
+        gradient, the gradient scaled by ``scale / H.size``."""
+        per_element = self._work.get(H, "elem_loss", H.shape, H.dtype)
+        grad = self._work.get(H, "dloss", H.shape, H.dtype)
+        kernel(H, T, H.dtype.type(scale / H.size), per_element, grad)
+        return self._mean(H, per_element), grad
 
     # -- optimizer updates: every parameter in one launch ------------------------------
 

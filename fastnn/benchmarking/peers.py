@@ -89,9 +89,7 @@ def torch_train_step(arch: Architecture, dtype: str, device: str = "cpu") -> Wor
 
     info = {"threads": torch.get_num_threads(), "device": device, "torch": torch.__version__}
     name = "pytorch-cuda" if device == "cuda" else "pytorch"
-    return Workload(
-        name, arch, "train_step", dtype, arch.batch, arch.train_flops(arch.batch), step, check, info
-    )
+    return Workload.train_step(name, arch, dtype, step, check, info)
 
 
 def torch_inference(arch: Architecture, dtype: str, batch: int, device: str = "cpu") -> Workload:
@@ -145,17 +143,7 @@ def torch_epoch(arch: Architecture, dtype: str, device: str = "cpu") -> Workload
                 opt.step()
         sync()
 
-    return Workload(
-        step.implementation,
-        arch,
-        "epoch",
-        dtype,
-        arch.epoch_samples * arch.epochs_per_call,
-        arch.train_flops(arch.epoch_samples * arch.epochs_per_call),
-        epoch,
-        step.check,
-        step.info,
-    )
+    return Workload.epochs(step.implementation, arch, dtype, epoch, step.check, step.info)
 
 
 # -- scikit-learn --------------------------------------------------------------------
@@ -210,13 +198,10 @@ def sklearn_epoch(arch: Architecture, dtype: str) -> Workload:
         return deviation([g.T if g.ndim == 2 else g for g in got], reference_step(arch))
 
     sklearn = importlib.import_module("sklearn")
-    return Workload(
+    return Workload.epochs(
         "scikit-learn",
         arch,
-        "epoch",
         dtype,
-        arch.epoch_samples * arch.epochs_per_call,
-        arch.train_flops(arch.epoch_samples * arch.epochs_per_call),
         lambda: clf.partial_fit(X, y, classes=classes),
         check,
         {"sklearn": sklearn.__version__},
@@ -278,14 +263,4 @@ def tutorial_train_step(arch: Architecture, dtype: str) -> Workload:
         got = [a for W, b in train(weights) for a in (W, b.reshape(-1))]
         return deviation(got, reference_step(arch))
 
-    return Workload(
-        "numpy-tutorial",
-        arch,
-        "train_step",
-        dtype,
-        arch.batch,
-        arch.train_flops(arch.batch),
-        step,
-        check,
-        {},
-    )
+    return Workload.train_step("numpy-tutorial", arch, dtype, step, check, {})

@@ -145,6 +145,44 @@ class Workload:
     check: Callable[[], float | None] = lambda: None
     info: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def train_step(
+        cls,
+        implementation: str,
+        arch: Architecture,
+        dtype: str,
+        run: Callable[[], Any],
+        check: Callable[[], float | None],
+        info: dict[str, Any],
+    ) -> Workload:
+        """``run`` is one training step on a batch of ``arch.batch`` samples."""
+        flops = arch.train_flops(arch.batch)
+        return cls(implementation, arch, "train_step", dtype, arch.batch, flops, run, check, info)
+
+    @classmethod
+    def epochs(
+        cls,
+        implementation: str,
+        arch: Architecture,
+        dtype: str,
+        run: Callable[[], Any],
+        check: Callable[[], float | None],
+        info: dict[str, Any],
+    ) -> Workload:
+        """``run`` trains ``arch.epochs_per_call`` epochs of ``arch.epoch_samples`` samples."""
+        samples = arch.epoch_samples * arch.epochs_per_call
+        return cls(
+            implementation,
+            arch,
+            "epoch",
+            dtype,
+            samples,
+            arch.train_flops(samples),
+            run,
+            check,
+            info,
+        )
+
     @property
     def steps(self) -> int:
         """Training steps (SGD updates) per call; 1 for inference."""
@@ -167,13 +205,10 @@ def fastnn_train_step(arch: Architecture, backend: str, dtype: str) -> Workload:
         opt.step(model)
         b.synchronize()  # a GPU step is timed to its end
 
-    return Workload(
+    return Workload.train_step(
         f"fastnn[{backend}]",
         arch,
-        "train_step",
         dtype,
-        arch.batch,
-        arch.train_flops(arch.batch),
         step,
         _step_check(arch, backend, dtype),
         {"backend": backend},
@@ -206,13 +241,10 @@ def fastnn_epoch(arch: Architecture, backend: str, dtype: str) -> Workload:
             X, y, epochs=epochs, batch_size=arch.batch, optimizer="sgd", lr=LR, progress=False
         )
 
-    return Workload(
+    return Workload.epochs(
         f"fastnn[{backend}]",
         arch,
-        "epoch",
         dtype,
-        arch.epoch_samples * arch.epochs_per_call,
-        arch.train_flops(arch.epoch_samples * arch.epochs_per_call),
         epoch,
         _step_check(arch, backend, dtype),
         {"backend": backend},
