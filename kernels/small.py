@@ -149,6 +149,7 @@ def sgd_epochs(
         width = max(width, sizes[layer + 1])
     acts = np.empty(act_offsets[n_layers], dtype=params.dtype)
     grads = np.empty(params.size, dtype=params.dtype)
+    updated = np.empty(params.size, dtype=params.dtype)
     delta = np.empty((batch, width), dtype=params.dtype)
     delta_prev = np.empty((batch, width), dtype=params.dtype)
     out_width = sizes[n_layers]
@@ -235,15 +236,15 @@ def sgd_epochs(
                 if layer > 0:
                     delta, delta_prev = delta_prev, delta
             # Checked before the update (which must not overflow either), so a failure
-            # leaves the weights of the last good batch.
+            # leaves the weights of the last good batch. The update is checked as stored,
+            # in the parameters' dtype: finite in float64 may be infinite in float32.
             finite = math.isfinite(batch_loss)
             for k in range(grads.size):
-                finite = finite and math.isfinite(grads[k])
-                finite = finite and math.isfinite(params[k] - lr * grads[k])
+                updated[k] = params[k] - lr * grads[k]
+                finite = finite and math.isfinite(grads[k]) and math.isfinite(updated[k])
             if not finite:
                 return e, b_index
-            for k in range(params.size):
-                params[k] -= lr * grads[k]
+            params[:] = updated
             total_loss += batch_loss * nb
             b_index += 1
         epoch_loss[e] = total_loss / n

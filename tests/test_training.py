@@ -221,6 +221,26 @@ def test_divergence_names_epoch_and_batch_and_keeps_finite_weights(backend, rng)
     assert len(model.history["loss"]) == info.value.epoch - 1
 
 
+@pytest.mark.parametrize("epochs", [1, 3])
+def test_an_update_that_overflows_the_dtype_is_refused_before_it_lands(backend, dtype, epochs):
+    """An update finite in float64 but not in the model's dtype is divergence, caught on
+    the first batch on every path (the fused small-network path included), and the model
+    keeps the weights it had."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(8, 3)) * 10, rng.normal(size=8) * 1000
+    model = fastnn.MLP(
+        [3, 4, 1], activation="tanh", loss="mse", backend=backend, dtype=dtype, seed=0
+    )
+    start = model.get_weights()
+    lr = float(np.finfo(dtype).max) / 10
+    with pytest.raises(fastnn.TrainingDivergedError, match="epoch 1, batch 1"):
+        model.fit(X, y, epochs=epochs, batch_size=8, lr=lr)
+    for (W, b), (W0, b0) in zip(model.get_weights(), start):
+        np.testing.assert_array_equal(W, W0)
+        np.testing.assert_array_equal(b, b0)
+    assert np.isfinite(model.predict(X)).all()
+
+
 def test_progress_bar_writes_to_stderr(capsys, rng):
     model = fastnn.MLP([2, 1], loss="mse", seed=0)
     model.fit(rng.normal(size=(8, 2)), rng.normal(size=8), epochs=2, progress=True)
