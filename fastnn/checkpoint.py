@@ -1,10 +1,11 @@
 """Training checkpoints: everything ``fit`` needs to continue exactly where it stopped.
 
-A checkpoint is a model file (same format, same checks, no pickle) with more in it: the
-optimizer's settings, step count and state arrays (``optimizer.<name>.<k>``, shaped like
-parameter ``k``), the generator state that draws the batch orders, the position in the
-run (epoch, batch within the epoch, partial sums) and the history so far. Written
-atomically, so a killed process leaves the previous checkpoint intact.
+A checkpoint is a model file (same format, same checks, checksum included, no pickle)
+with more in it: the optimizer's settings, step count and state arrays
+(``optimizer.<name>.<k>``, shaped like parameter ``k``), the position in the run (epoch,
+batch within the epoch, partial sums, and the key the batch orders are drawn with), the
+history so far and a fingerprint of the training data. Written atomically, so a killed
+process leaves the previous checkpoint intact.
 """
 
 from __future__ import annotations
@@ -12,38 +13,17 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import ModelFileError
-from .init import make_rng
 from .io import FileContents, read_file, write_file
 from .optimizers import SGD, Adam, Optimizer
+from .training import Position
 
 CHECKPOINT_FORMAT = "fastnn-checkpoint"
 _OPTIMIZERS: dict[str, type[Optimizer]] = {"SGD": SGD, "Adam": Adam}
-
-
-@dataclass
-class Position:
-    """Where a training run is: enough to draw the same batches from here on.
-
-    Batch orders are drawn in chunks of epochs; ``chunk_state`` is the generator's state
-    before the current chunk was drawn, so resuming redraws it and skips what was done.
-    """
-
-    epochs: int  # the run's total
-    epoch: int  # epochs completed
-    batch: int = 0  # batches completed in the epoch under way (0: at an epoch boundary)
-    partial_loss: float = 0.0  # that epoch's loss sum (weighted by batch size) so far
-    partial_correct: float = 0.0
-    partial_units: int = 0
-    chunk_state: dict[str, Any] = field(default_factory=dict)
-    chunk_start: int = 0
-    chunk_count: int = 0
-    batch_size: int = 32
-    shuffle: bool = True
 
 
 @dataclass
@@ -54,6 +34,7 @@ class Checkpoint:
     optimizer: Optimizer
     position: Position
     history: dict[str, list[float]]
+    data: dict[str, Any]  # the training data's fingerprint (fastnn.fingerprint)
 
 
 def save_checkpoint(
@@ -62,8 +43,10 @@ def save_checkpoint(
     optimizer: Optimizer,
     position: Position,
     history: dict[str, list[float]],
+    data: dict[str, Any],
 ) -> None:
-    """Write a checkpoint of ``model``, ``optimizer`` and the run's ``position``."""
+    """Write a checkpoint of ``model``, ``optimizer``, the run's ``position`` and
+    ``history``, and the fingerprint ``data`` of the data it trains on."""
     to_np = model.backend.to_numpy
     tensors = {}
     state = {}
@@ -81,7 +64,7 @@ def save_checkpoint(
                 "state": state,
             }
         ),
-        "training": json.dumps({"position": asdict(position), "history": history}),
+        "training": json.dumps({"position": asdict(position), "history": history, "data": data}),
     }
     write_file(Path(path), model, CHECKPOINT_FORMAT, tensors, metadata)
 
@@ -117,7 +100,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         for name, count in spec["state"].items()
     }
     optimizer.restore_state(state)
-    return Checkpoint(contents, optimizer, parsed["position"], parsed["history"])
+    return Checkpoint(contents, optimizer, parsed["position"], parsed["history"], parsed["data"])
 
 
 def _parse(path: Path, metadata: dict[str, str]) -> dict[str, Any]:
@@ -127,6 +110,7 @@ def _parse(path: Path, metadata: dict[str, str]) -> dict[str, Any]:
         training = json.loads(metadata["training"])
         position = Position(**training["position"])
         history = training["history"]
+        data = training["data"]
     except (KeyError, TypeError, ValueError):
         raise ModelFileError(f"{path}: missing or malformed checkpoint metadata") from None
     ok = (
@@ -148,8 +132,7 @@ def _parse(path: Path, metadata: dict[str, str]) -> dict[str, Any]:
                 "epochs",
                 "epoch",
                 "batch",
-                "chunk_start",
-                "chunk_count",
+                "first_epoch",
                 "batch_size",
                 "partial_units",
             )
@@ -161,13 +144,18 @@ def _parse(path: Path, metadata: dict[str, str]) -> dict[str, Any]:
             for k in ("partial_loss", "partial_correct")
         )
         and isinstance(position.shuffle, bool)
-        and isinstance(position.chunk_state, dict)
+        and isinstance(position.key, list)
+        and len(position.key) == 2
+        and all(isinstance(k, int) and 0 <= k < 1 << 64 for k in position.key)
+        and isinstance(data, dict)
+        and all(
+            isinstance(data.get(name), dict)
+            and isinstance(data[name].get("shape"), list)
+            and isinstance(data[name].get("dtype"), str)
+            and isinstance(data[name].get("sha256"), str)
+            for name in ("X", "y")
+        )
     )
     if not ok:
         raise ModelFileError(f"{path}: malformed checkpoint metadata")
-    if position.chunk_count:
-        try:
-            make_rng(None).bit_generator.state = position.chunk_state
-        except (TypeError, ValueError, KeyError):
-            raise ModelFileError(f"{path}: malformed generator state in checkpoint") from None
-    return {"optimizer": spec, "position": position, "history": history}
+    return {"optimizer": spec, "position": position, "history": history, "data": data}

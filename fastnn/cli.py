@@ -15,6 +15,7 @@ from . import __version__
 from .activations import ACTIVATIONS
 from .backends import known_backends
 from .datasets import load_digits, load_file, make_spirals, make_xor, train_test_split
+from .errors import TrainingDivergedError
 from .losses import LOSSES
 from .model import DTYPES, MLP
 from .optimizers import OPTIMIZERS
@@ -59,6 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.2,
         help="share of the samples held out to measure test accuracy",
+    )
+    data.add_argument(
+        "--validation-size",
+        type=float,
+        default=None,
+        help="share of the training part held out to watch every epoch (and, with "
+        "--patience, to pick the epoch to stop at); default 0.1 with --patience, else "
+        "none. The test part is used once, at the end",
     )
     data.add_argument(
         "--scale",
@@ -106,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--patience",
         type=int,
         default=None,
-        help="stop after this many epochs without a better test loss",
+        help="stop after this many epochs without a better validation loss, keeping "
+        "the best epoch's weights",
     )
     run = train.add_argument_group("run")
     run.add_argument(
@@ -270,6 +280,30 @@ def load_data(args: argparse.Namespace) -> tuple[np.ndarray, ...]:
     return train_test_split(X, y, test_size=args.test_size, stratify=classes, seed=args.seed)
 
 
+def validation_share(args: argparse.Namespace) -> float:
+    """The share of the training part held out for validation (0: none)."""
+    share = args.validation_size
+    if share is None:
+        return 0.1 if args.patience is not None else 0.0
+    if not 0 <= share < 1:
+        raise ValueError(f"--validation-size must be in [0, 1), got {share}")
+    return share
+
+
+def split_validation(
+    args: argparse.Namespace, X_train: np.ndarray, y_train: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, tuple | None]:
+    """``X_train, y_train, validation_data``: the validation part taken from the
+    training part (never from the test part), or None."""
+    share = validation_share(args)
+    if share == 0 or args.data == "xor":  # xor's 4 points are all there is
+        return X_train, y_train, None
+    X_fit, X_val, y_fit, y_val = train_test_split(
+        X_train, y_train, test_size=share, stratify=args.loss != "mse", seed=args.seed
+    )
+    return X_fit, y_fit, (X_val, y_val)
+
+
 def scale_features(kind: str, X_train: np.ndarray, X_test: np.ndarray) -> tuple:
     """Scale both parts with statistics of the training part only."""
     X_train = np.asarray(X_train, dtype=np.float64)
@@ -305,7 +339,7 @@ def plot_cost_curve(history: dict, path: Path, title: str) -> None:
     epochs = range(1, len(history["loss"]) + 1)
     ax.plot(epochs, history["loss"], label="training loss")
     if "val_loss" in history:
-        ax.plot(epochs, history["val_loss"], label="test loss")
+        ax.plot(epochs, history["val_loss"], label="validation loss")
     ax.grid(True)
     ax.set_title(title)
     ax.set_xlabel("epoch")
@@ -316,22 +350,22 @@ def plot_cost_curve(history: dict, path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def _require_matplotlib() -> None:
+PLOT_HINT = "pip install 'fastnn[plot]'"
+
+
+def _have_matplotlib() -> bool:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise SystemExit(
-            "fastnn: drawing charts needs matplotlib: "
-            "pip install 'fastnn[plot]' (or pass --no-plot)"
-        ) from None
+        return False
+    return True
 
 
 def train(args: argparse.Namespace) -> int:
     """Run ``fastnn train``; returns the exit code."""
-    if not args.no_plot:
-        _require_matplotlib()  # before training, so no run is lost to a missing package
     X_train, X_test, y_train, y_test = load_data(args)
     X_train, X_test = scale_features(args.scale, X_train, X_test)
+    X_fit, y_fit, validation = split_validation(args, X_train, y_train)
     if args.resume is not None:
         from .checkpoint import load_checkpoint
         from .io import build_model
@@ -348,18 +382,21 @@ def train(args: argparse.Namespace) -> int:
             seed=args.seed,
         )
     lr = args.lr if args.lr is not None else (0.001 if args.optimizer == "adam" else 0.05)
-    print(f"data: {args.data} ({X_train.shape[0]} training, {X_test.shape[0]} test samples)")
+    parts = f"{X_fit.shape[0]} training, "
+    if validation is not None:
+        parts += f"{validation[0].shape[0]} validation, "
+    print(f"data: {args.data} ({parts}{X_test.shape[0]} test samples)")
     print(f"model: {model}")
     start = time.perf_counter()
     history = model.fit(
-        X_train,
-        y_train,
+        X_fit,
+        y_fit,
         epochs=args.epochs,
         batch_size=args.batch_size,
         optimizer=None if args.resume else args.optimizer,
         lr=None if args.resume else lr,
         weight_decay=None if args.resume else args.weight_decay or None,
-        validation_data=(X_test, y_test),
+        validation_data=validation,
         patience=args.patience,
         progress=args.progress,
         checkpoint=args.checkpoint,
@@ -367,7 +404,7 @@ def train(args: argparse.Namespace) -> int:
         resume=args.resume,
     )
     seconds = time.perf_counter() - start
-    scores = model.evaluate(X_test, y_test)
+    scores = model.evaluate(X_test, y_test)  # the test part's one use
     summary = f"test loss {scores['loss']:.4f}"
     if "accuracy" in scores:
         summary = f"test accuracy {scores['accuracy']:.4f}, " + summary
@@ -377,7 +414,11 @@ def train(args: argparse.Namespace) -> int:
         print(f"memory held for reuse by the {model.backend.name} backend: {held / 2**20:.2f} MiB")
     model.save(args.model_out)
     print(f"model written to {args.model_out}")
-    if not args.no_plot:
+    if args.no_plot:
+        pass
+    elif not _have_matplotlib():
+        print(f"cost curve not drawn: matplotlib is not installed ({PLOT_HINT})")
+    else:
         plot_cost_curve(history, args.plot_out, f"Cost function ({args.data}, {args.optimizer})")
         print(f"cost curve written to {args.plot_out}")
     return 0
@@ -388,8 +429,6 @@ def bench(args: argparse.Namespace) -> int:
     from .benchmarking import report
     from .benchmarking.suite import default_backends
 
-    if not args.no_plot:
-        _require_matplotlib()
     old = report.load(args.compare) if args.compare else None
     backends = args.backend or default_backends()
     results = report.run(
@@ -403,7 +442,11 @@ def bench(args: argparse.Namespace) -> int:
     if old is not None:
         print()
         print(report.compare(results, old))
-    if not args.no_plot:
+    if args.no_plot:
+        pass
+    elif not _have_matplotlib():
+        print(f"chart not drawn: matplotlib is not installed ({PLOT_HINT})")
+    else:
         report.chart(results, args.png)
         print(f"chart written to {args.png}")
     if args.readme:
@@ -430,7 +473,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         print(f"\nfastnn {args.command}: {exc or 'interrupted'}{hint}", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, FileNotFoundError, OSError, ImportError) as exc:
+    except (
+        ValueError,
+        TypeError,
+        FileNotFoundError,
+        OSError,
+        ImportError,
+        TrainingDivergedError,
+    ) as exc:
         print(f"fastnn {args.command}: error: {exc}", file=sys.stderr)
         return 1
 

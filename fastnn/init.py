@@ -1,8 +1,8 @@
-"""Randomness, drawn on the host from one seeded NumPy generator per model.
+"""Initial weights, drawn on the host from one seeded NumPy generator per model.
 
-Drawing initial weights and batch orders on the host, then copying to the backend,
-gives every backend and dtype the same starting weights and the same batches for the
-same seed, so their training runs can be compared.
+Drawing initial weights on the host, then copying them to the backend, gives every
+backend and dtype the same starting weights for the same seed, so their training runs
+can be compared (batch orders come from :mod:`fastnn.random`, also on the host).
 """
 
 from __future__ import annotations
@@ -33,10 +33,3 @@ def initial_weights(
         a = np.sqrt(6.0 / (n_in + n_out))
         W = rng.uniform(-a, a, size=(n_out, n_in))
     return W, np.zeros(n_out)
-
-
-def batch_orders(rng: np.random.Generator, n: int, epochs: int, shuffle: bool) -> np.ndarray:
-    """Sample orders for ``epochs`` epochs, shape (epochs, n): a fresh permutation of
-    ``0..n-1`` per row, or ``0..n-1`` itself without ``shuffle``."""
-    rows = np.tile(np.arange(n), (epochs, 1))
-    return rng.permuted(rows, axis=1) if shuffle else rows

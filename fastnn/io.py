@@ -2,18 +2,27 @@
 
 A file holds one tensor per parameter, ``layers.<l>.W`` (n_out, n_in) and
 ``layers.<l>.b`` (n_out,), and string metadata: ``format`` (``"fastnn"``),
-``format_version``, ``fastnn_version`` and ``architecture`` (JSON: the model class,
-the layers' sizes and activations, the loss and the dtype). Loading checks all of it
-against the tensors before creating anything.
+``format_version``, ``fastnn_version``, ``architecture`` (JSON: the model class,
+the layers' sizes and activations, the loss and the dtype) and ``checksum``.
+
+The checksum is ``"sha256:"`` and the SHA-256 hex digest of, for each tensor in name
+order, the line ``tensor <name> <dtype> [<d0>,<d1>,...]\n`` and the tensor's bytes, then
+for each other metadata entry in key order the line ``metadata <key> <byte length>\n``
+and the value's UTF-8 bytes. A file whose bytes do not match it is refused, so a flipped
+bit anywhere that matters (a weight, a shape, a setting) is caught. Format 1 (fastnn 0.1)
+had no checksum; its model files are still read.
+
+Loading checks all of it against the tensors before creating anything.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,13 +34,32 @@ from safetensors.numpy import save as safetensors_bytes
 from .activations import ACTIVATIONS
 from .errors import ModelFileError
 from .layers import Dense
-from .losses import LOSSES
-from .model import DTYPES, MLP, Sequential
+from .losses import LOSSES, get_loss
+from .model import DTYPES, MLP, Sequential, check_layers
 
 FORMAT = "fastnn"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_UNCHECKED_VERSION = 1  # model files of fastnn 0.1: no checksum
 # A fastnn header is a few kB; refuse to parse a header claiming more than this.
 _MAX_HEADER_BYTES = 1 << 20
+# safetensors' names for the dtypes fastnn writes
+_SAFETENSORS_DTYPES = {"float32": "F32", "float64": "F64", "int64": "I64"}
+
+
+def checksum(tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str]) -> str:
+    """The ``checksum`` entry for these tensors and metadata (see the module docstring)."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        a = np.ascontiguousarray(tensors[name])
+        shape = ",".join(str(d) for d in a.shape)
+        kind = _SAFETENSORS_DTYPES[a.dtype.name]
+        digest.update(f"tensor {name} {kind} [{shape}]\n".encode())
+        digest.update(a.tobytes())
+    for key in sorted(set(metadata) - {"checksum"}):
+        value = metadata[key].encode()
+        digest.update(f"metadata {key} {len(value)}\n".encode())
+        digest.update(value)
+    return "sha256:" + digest.hexdigest()
 
 
 def save_model(model: Sequential, path: str | os.PathLike) -> None:
@@ -69,6 +97,7 @@ def write_file(
         "architecture": json.dumps(architecture),
         **(metadata or {}),
     }
+    all_metadata["checksum"] = checksum(all_tensors, all_metadata)
     atomic_write(path, safetensors_bytes(all_tensors, metadata=all_metadata))
 
 
@@ -163,7 +192,10 @@ def read_file(
     try:
         with safe_open(str(path), framework="numpy") as f:
             metadata = f.metadata() or {}
-            architecture = _read_metadata(path, metadata, fmt)
+            version = _read_format(path, metadata, fmt)
+            if version > _UNCHECKED_VERSION:
+                _check_checksum(path, f, metadata)
+            architecture = _read_architecture(path, metadata)
             layers = _layers_from(path, architecture)
             extra = extra_tensors(metadata, layers) if extra_tensors else {}
             _check_tensors(path, f, layers, architecture["dtype"], extra)
@@ -205,14 +237,20 @@ def _check_header_size(path: Path) -> None:
     if len(head) < 8:
         raise ModelFileError(f"{path} is truncated or empty ({size} bytes): not a fastnn model")
     n = int.from_bytes(head, "little")
-    if n > _MAX_HEADER_BYTES or 8 + n > size:
+    if n > _MAX_HEADER_BYTES:
+        raise ModelFileError(
+            f"{path}: header claims {n} bytes, over the 1 MiB a fastnn header can need: "
+            "damaged, or not a fastnn model"
+        )
+    if 8 + n > size:
         raise ModelFileError(
             f"{path}: header claims {n} bytes but the file has {size}: "
             "truncated, damaged, or not a fastnn model"
         )
 
 
-def _read_metadata(path: Path, metadata: dict[str, str], fmt: str) -> dict[str, Any]:
+def _read_format(path: Path, metadata: dict[str, str], fmt: str) -> int:
+    """The file's format version, after checking it is a ``fmt`` file this fastnn reads."""
     if metadata.get("format") != fmt:
         what = "a fastnn model" if fmt == FORMAT else f"a {fmt} file"
         raise ModelFileError(f"{path} is a safetensors file but not {what}")
@@ -222,12 +260,37 @@ def _read_metadata(path: Path, metadata: dict[str, str], fmt: str) -> dict[str, 
         raise ModelFileError(
             f"{path}: unreadable format_version {metadata.get('format_version')!r}"
         ) from None
-    if version != FORMAT_VERSION:
+    oldest = _UNCHECKED_VERSION if fmt == FORMAT else FORMAT_VERSION
+    if not oldest <= version <= FORMAT_VERSION:
         newer = "a newer" if version > FORMAT_VERSION else "an older"
+        why = "" if fmt == FORMAT else " (its batch orders were drawn another way)"
         raise ModelFileError(
             f"{path} was written by {newer} fastnn ({metadata.get('fastnn_version', '?')}, "
-            f"format {version}); this fastnn reads format {FORMAT_VERSION}"
+            f"format {version}){why}; this fastnn reads {fmt} files of format "
+            f"{oldest}{'' if oldest == FORMAT_VERSION else f' to {FORMAT_VERSION}'}"
         )
+    return version
+
+
+def _check_checksum(path: Path, f: Any, metadata: dict[str, str]) -> None:
+    """Refuse the file unless its tensors and metadata hash to its recorded checksum."""
+    recorded = metadata.get("checksum")
+    if recorded is None:
+        raise ModelFileError(f"{path}: no checksum in the metadata; the file is damaged")
+    tensors = {}
+    for name in f.keys():
+        dtype = f.get_slice(name).get_dtype()
+        if dtype not in _SAFETENSORS_DTYPES.values():
+            raise ModelFileError(f"{path}: tensor {name} has dtype {dtype}, not one fastnn writes")
+        tensors[name] = f.get_tensor(name)
+    if checksum(tensors, metadata) != recorded:
+        raise ModelFileError(
+            f"{path}: the checksum does not match the contents: the file was damaged "
+            "(a changed byte) after it was written"
+        )
+
+
+def _read_architecture(path: Path, metadata: dict[str, str]) -> dict[str, Any]:
     try:
         architecture = json.loads(metadata["architecture"])
     except (KeyError, ValueError):
@@ -257,6 +320,10 @@ def _layers_from(path: Path, architecture: dict[str, Any]) -> list[Dense]:
         if not valid:
             raise ModelFileError(f"{path}: layer {i} is malformed: {spec!r:.100}")
         layers.append(Dense(*spec))
+    try:
+        check_layers(layers, get_loss(architecture["loss"]))
+    except (TypeError, ValueError) as exc:
+        raise ModelFileError(f"{path}: the architecture is inconsistent: {exc}") from None
     return layers
 
 

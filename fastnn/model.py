@@ -10,6 +10,7 @@ from .backends import Backend, get_backend
 from .init import initial_weights, make_rng
 from .layers import Dense
 from .losses import DEFAULT_OUTPUT, Loss, get_loss
+from .random import derive_key, fresh_entropy
 from .validation import check_features, check_targets, positive_int
 
 DTYPES = ("float32", "float64")
@@ -30,6 +31,30 @@ def batch_slices(n: int, batch_size: int) -> Iterator[slice]:
         yield slice(start, min(start + batch_size, n))
 
 
+def check_layers(layers: Sequence[Dense], loss: Loss) -> None:
+    """That ``layers`` chain (each takes what the one before gives) and end in the output
+    activation ``loss`` needs; ``TypeError`` or ``ValueError`` naming the layer if not."""
+    if not layers:
+        raise ValueError("Sequential needs at least one layer")
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, Dense):
+            raise TypeError(f"layer {i} is {layer!r}; Sequential takes fastnn.Dense layers")
+        if i and layer.n_in != layers[i - 1].n_out:
+            raise ValueError(
+                f"layer {i} {layer!r} expects {layer.n_in} inputs but layer {i - 1} "
+                f"{layers[i - 1]!r} gives {layers[i - 1].n_out}"
+            )
+    last = layers[-1]
+    want = loss.output_activation
+    if want is not None and last.activation != want:
+        raise ValueError(f"loss {loss.name!r} needs a {want!r} output layer, got {last!r}")
+    if loss.name == "cross_entropy" and last.n_out < 2:
+        raise ValueError(
+            f"cross_entropy over {last!r} is constant (softmax of one output is 1); use "
+            "2 outputs, or 1 sigmoid output with loss='binary_cross_entropy'"
+        )
+
+
 class Sequential:
     """Dense layers applied in order, trained to minimize a loss.
 
@@ -45,7 +70,7 @@ class Sequential:
     dtype : str
         ``"float32"`` (default) or ``"float64"``: weights and computations.
     seed : int, optional
-        Seeds the initial weights and the batch order of :meth:`fit`.
+        Seeds the initial weights and the batch orders of :meth:`fit`.
     """
 
     def __init__(
@@ -62,7 +87,11 @@ class Sequential:
         self.dtype = check_dtype(dtype)
         self.backend = get_backend(backend)
         self.seed = seed
-        self._rng = make_rng(seed)
+        self._rng = make_rng(seed)  # initial weights
+        # Batch orders: epoch e of the model's training (counted over all its fit calls)
+        # is visited in an order that depends on this key, from the seed, and e alone.
+        self._order_key = derive_key(seed if seed is not None else fresh_entropy())
+        self._epochs_trained = 0
         for layer in self.layers:
             W, b = initial_weights(self._rng, layer.n_in, layer.n_out, layer.activation)
             layer.set_weights(self.backend, W, b, self.dtype)
@@ -70,25 +99,7 @@ class Sequential:
         self.optimizer: Any = None
 
     def _check_layers(self) -> None:
-        if not self.layers:
-            raise ValueError("Sequential needs at least one layer")
-        for i, layer in enumerate(self.layers):
-            if not isinstance(layer, Dense):
-                raise TypeError(f"layer {i} is {layer!r}; Sequential takes fastnn.Dense layers")
-            if i and layer.n_in != self.layers[i - 1].n_out:
-                raise ValueError(
-                    f"layer {i} {layer!r} expects {layer.n_in} inputs but layer {i - 1} "
-                    f"{self.layers[i - 1]!r} gives {self.layers[i - 1].n_out}"
-                )
-        last = self.layers[-1]
-        want = self.loss.output_activation
-        if want is not None and last.activation != want:
-            raise ValueError(f"loss {self.loss.name!r} needs a {want!r} output layer, got {last!r}")
-        if self.loss.name == "cross_entropy" and last.n_out < 2:
-            raise ValueError(
-                f"cross_entropy over {last!r} is constant (softmax of one output is 1); use "
-                "2 outputs, or 1 sigmoid output with loss='binary_cross_entropy'"
-            )
+        check_layers(self.layers, self.loss)
 
     # -- description --------------------------------------------------------------
 
@@ -170,10 +181,13 @@ class Sequential:
             where=f"{self.layers[0]!r} (layer 0)",
             name=name,
             backend=self.backend.name,
+            dtype=self.dtype,
         )
 
     def _targets(self, y: Any, n: int, name: str = "y") -> Any:
-        return check_targets(y, self.loss, self.n_outputs, n, name, backend=self.backend.name)
+        return check_targets(
+            y, self.loss, self.n_outputs, n, name, backend=self.backend.name, dtype=self.dtype
+        )
 
     def _predict_output(self, X: Any, batch_size: int) -> Any:
         host = self._features(X)

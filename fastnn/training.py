@@ -7,20 +7,23 @@ import math
 import os
 import signal
 import sys
+import tempfile
 import threading
+import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import Position, load_checkpoint, save_checkpoint
 from .errors import TrainingDivergedError
-from .init import batch_orders
+from .fingerprint import data_fingerprint, describe_difference
 from .model import batch_slices
 from .optimizers import SGD, make_optimizer
+from .random import epoch_orders
 from .validation import on_host, positive_int
 
-# Batch orders are drawn for this many samples' worth of epochs at a time.
-_ORDER_CHUNK_SAMPLES = 1 << 16
+# The fused many-epoch path gets at most this many samples' worth of epochs per call.
+_FUSED_CHUNK_SAMPLES = 1 << 16
 # Training data larger than this, in the model's dtype, stays where it is (a memory map,
 # say) and goes to the backend batch by batch; None leaves it to the backend (1 GiB on a
 # CPU, half the GPU's free memory on cupy: see Backend.upload_limit).
@@ -46,6 +49,7 @@ def fit(
     checkpoint: Any = None,
     checkpoint_every: int = 1,
     resume: Any = None,
+    force: bool = False,
 ) -> dict[str, list[float]]:
     """Train ``model`` by mini-batch gradient descent.
 
@@ -76,7 +80,10 @@ def fit(
     validation_data : (X_val, y_val), optional
         Evaluated after every epoch (``val_loss``, ``val_accuracy``).
     shuffle : bool
-        Draw a new batch order every epoch from the model's seeded generator.
+        Visit the samples in a new random order every epoch. The order of the model's
+        ``e``-th epoch (counted over all its ``fit`` calls) depends only on its seed and
+        ``e`` (a counter-based generator, :mod:`fastnn.random`): a run split by a
+        checkpoint, or into several ``fit`` calls, draws the same batches as in one piece.
     patience : int, optional
         Early stopping: stop when the monitored loss (``val_loss`` if there is validation
         data, else ``loss``) has not improved for this many epochs, and restore the
@@ -85,11 +92,15 @@ def fit(
         Show a progress bar; by default only when standard error is a terminal.
     checkpoint : path, optional
         Write a checkpoint here every ``checkpoint_every`` epochs, at the end, and when
-        interrupted: weights, optimizer state, generator state, position and history.
+        interrupted: weights, optimizer state, position, history and a fingerprint of the
+        data. That the folder can be written is checked before training starts.
     resume : path, optional
-        Continue the run saved in this checkpoint: with the same data, ``epochs`` and
-        ``batch_size`` the result is exactly the uninterrupted run's. The optimizer comes
-        from the checkpoint.
+        Continue the run saved in this checkpoint, to ``epochs`` in all: with the same
+        data and ``batch_size`` the result is exactly the uninterrupted run's, however
+        many epochs the first part had. The optimizer comes from the checkpoint.
+    force : bool
+        Resume even when the data's fingerprint (shape, dtype, a sample of rows of ``X``
+        and ``y``) differs from the checkpoint's; a warning says so.
 
     Returns
     -------
@@ -118,6 +129,8 @@ def fit(
         checkpoint = _checkpoint_path(checkpoint)
     saved = None
     if resume is not None:
+        from .checkpoint import load_checkpoint  # file libraries load only when files are used
+
         saved = load_checkpoint(_checkpoint_path(resume, must_exist=True))
         _check_resumable(model, saved, resume, optimizer, lr, momentum, nesterov, weight_decay)
         opt = saved.optimizer
@@ -131,8 +144,12 @@ def fit(
             raise ValueError("validation_data must be a pair (X_val, y_val)")
         X_val = model._features(validation_data[0], name="X_val")
         T_val = model._targets(validation_data[1], X_val.shape[0], name="y_val")
+    fingerprint = data_fingerprint(X_host, T_host)
     if saved is not None:
         _check_position(saved.position, resume, epochs, batch_size, X_host.shape[0])
+        _check_same_data(saved.data, fingerprint, resume, force)
+    if checkpoint is not None:
+        _check_writable(checkpoint)
     if progress is None:
         progress = sys.stderr.isatty()
 
@@ -149,6 +166,7 @@ def fit(
         patience,
         checkpoint,
         checkpoint_every,
+        fingerprint,
     )
     if saved is not None:
         trainer.restore(saved)
@@ -168,6 +186,38 @@ def _checkpoint_path(path: Any, must_exist: bool = False) -> Path:
     if not path.parent.is_dir():
         raise FileNotFoundError(f"cannot write checkpoints to {path}: no folder {path.parent}")
     return path
+
+
+def _check_writable(path: Path) -> None:
+    """Fail now, not after hours of training, if checkpoints cannot be written at ``path``
+    (a file is created and removed in its folder, as the atomic write will)."""
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=folder)
+    except OSError as exc:
+        raise OSError(
+            f"cannot write {path}: {exc.strerror or exc} (folder {folder}); nothing was trained"
+        ) from exc
+    os.close(fd)
+    os.unlink(probe)
+
+
+def _check_same_data(saved: dict, now: dict, path: Any, force: bool) -> None:
+    """Resuming on other data than the checkpoint's is refused, or, with ``force``, said."""
+    difference = describe_difference(saved, now)
+    if not difference:
+        return
+    if not force:
+        raise ValueError(
+            f"{path} was written for other training data ({difference}); resume with the "
+            "same X and y, or pass force=True to resume anyway"
+        )
+    warnings.warn(
+        f"force=True: resuming {path} with other training data than it was written for "
+        f"({difference})",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def _check_position(position: Any, path: Any, epochs: int, batch_size: int, n: int) -> None:
@@ -220,6 +270,27 @@ def _check_resumable(model: Any, saved: Any, path: Any, optimizer: Any, *setting
             f"{path} continues with {kept!r}, but this call asks for {asked!r}; pass the "
             "same optimizer settings, or none"
         )
+
+
+@dataclass
+class Position:
+    """Where a training run is: enough to draw the same batches from here on.
+
+    The run's epoch ``e`` is the model's epoch ``first_epoch + e``, whose batch order is a
+    function of ``key`` and that number alone (:func:`fastnn.random.epoch_orders`), so no
+    generator state needs saving.
+    """
+
+    epochs: int  # the run's total
+    epoch: int  # epochs completed
+    key: list[int] = field(default_factory=lambda: [0, 0])  # the model's batch-order key
+    first_epoch: int = 0  # epochs the model had trained before this run
+    batch: int = 0  # batches completed in the epoch under way (0: at an epoch boundary)
+    partial_loss: float = 0.0  # that epoch's loss sum (weighted by batch size) so far
+    partial_correct: float = 0.0
+    partial_units: int = 0
+    batch_size: int = 32
+    shuffle: bool = True
 
 
 class _Interrupted:
@@ -275,8 +346,10 @@ class _Trainer:
         patience: int | None,
         checkpoint: Any,
         checkpoint_every: int,
+        fingerprint: dict,
     ) -> None:
         backend = model.backend
+        self.fingerprint = fingerprint
         self.model, self.opt, self.backend = model, opt, backend
         self.n = X_host.shape[0]
         # Host data small enough: on the backend once per fit; larger: read batch by batch.
@@ -294,7 +367,14 @@ class _Trainer:
             checkpoint,
             checkpoint_every,
         )
-        self.position = Position(epochs=epochs, epoch=0, batch_size=batch_size, shuffle=shuffle)
+        self.position = Position(
+            epochs=epochs,
+            epoch=0,
+            key=list(model._order_key),
+            first_epoch=model._epochs_trained,
+            batch_size=batch_size,
+            shuffle=shuffle,
+        )
         self.history: dict[str, list[float]] = {"loss": []}
         if model.is_classifier:
             self.history["accuracy"] = []
@@ -306,7 +386,6 @@ class _Trainer:
         # (monitored loss, weights, epoch)
         self.best: tuple[float, list | None, int] = (math.inf, None, 0)
         self.partial = _Epoch()
-        self.resumed_chunk = False
         self.interrupted: Any = False
         # A backend may run many epochs of plain SGD in one call (small networks); that
         # needs nothing to happen between epochs: no validation, no early stopping.
@@ -320,7 +399,8 @@ class _Trainer:
         )
 
     def restore(self, saved: Any) -> None:
-        """Continue from a checkpoint: weights, optimizer, generator, position, history."""
+        """Continue from a checkpoint: weights, optimizer, position (with the batch-order
+        key), history."""
         model = self.model
         model.set_weights(saved.contents.weights)
         self.opt = saved.optimizer
@@ -330,7 +410,6 @@ class _Trainer:
         for key in self.history:
             self.history[key] = list(saved.history.get(key, []))
         self.partial = _Epoch(p.partial_loss, p.partial_correct, p.partial_units)
-        self.resumed_chunk = p.chunk_count > 0 and p.epoch < p.chunk_start + p.chunk_count
 
     def run(self, progress: bool) -> None:
         model, backend, p = self.model, self.backend, self.position
@@ -339,19 +418,9 @@ class _Trainer:
         bar = _progress_bar(self.epochs, p.epoch) if progress else None
         try:
             with backend.float_errors_ignored():
-                while p.epoch < self.epochs and not self._stopped():
-                    if self.resumed_chunk:
-                        model._rng.bit_generator.state = p.chunk_state
-                        self.resumed_chunk = False
-                    else:
-                        p.chunk_state = model._rng.bit_generator.state
-                        p.chunk_start = p.epoch
-                        p.chunk_count = min(
-                            self.epochs - p.epoch, max(1, _ORDER_CHUNK_SAMPLES // self.n)
-                        )
-                    orders = batch_orders(model._rng, self.n, p.chunk_count, self.shuffle)
-                    self._run_chunk(orders, bar)
+                self._run_epochs(bar)
         finally:
+            model._epochs_trained = p.first_epoch + p.epoch
             if bar is not None:
                 bar.close()
             for layer in model.layers:
@@ -371,23 +440,26 @@ class _Trainer:
     def _stopped(self) -> bool:
         return bool(self.interrupted)
 
-    def _run_chunk(self, orders: Any, bar: Any) -> None:
+    def _orders(self, first: int, stop: int) -> Any:
+        """Sample orders of epochs ``first .. stop - 1``, shape (stop - first, n)."""
         p = self.position
-        while p.epoch < p.chunk_start + p.chunk_count and p.epoch < self.epochs:
-            k = p.epoch - p.chunk_start
+        offset = p.first_epoch
+        return epoch_orders(p.key, offset + first, offset + stop, self.n, self.shuffle)
+
+    def _run_epochs(self, bar: Any) -> None:
+        p = self.position
+        while p.epoch < self.epochs and not self._stopped():
             if self.try_fused and p.batch == 0:
-                stop = min(p.chunk_start + p.chunk_count, self.epochs, self._next_checkpoint())
-                if self._run_fused(orders[k : stop - p.chunk_start], bar):
-                    if self._stopped():
-                        return
+                per_call = max(1, _FUSED_CHUNK_SAMPLES // self.n)
+                stop = min(self.epochs, self._next_checkpoint(), p.epoch + per_call)
+                if self._run_fused(self._orders(p.epoch, stop), bar):
                     continue
                 self.try_fused = False
-            order = orders[k] if self.shuffle or self.stream else None
+            # Without shuffling, data on the backend is read in plain slices.
+            order = self._orders(p.epoch, p.epoch + 1)[0] if self.shuffle or self.stream else None
             if not self._run_epoch(order):
                 return  # interrupted mid-epoch
             self._end_epoch(bar)
-            if self._stopped() or p.epoch >= self.epochs:
-                return
 
     def _next_checkpoint(self) -> int:
         if self.checkpoint is None:
@@ -426,7 +498,9 @@ class _Trainer:
         p = self.position
         p.partial_loss, p.partial_correct = self.partial.loss, self.partial.correct
         p.partial_units = self.partial.units
-        save_checkpoint(self.checkpoint, self.model, self.opt, p, self.history)
+        from .checkpoint import save_checkpoint  # file libraries load only when files are used
+
+        save_checkpoint(self.checkpoint, self.model, self.opt, p, self.history, self.fingerprint)
 
     def _run_fused(self, orders: Any, bar: Any) -> bool:
         """Run these epochs through the backend's fused SGD path; False if it has none."""

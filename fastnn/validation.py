@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-_BLOCK_ROWS = 1 << 13
+_BLOCK_BYTES = 1 << 22
 
 
 def positive_int(value: object, name: str) -> int:
@@ -69,26 +69,53 @@ def _as_host_array(a: Any, name: str, backend: str = "numpy") -> Any:
     return arr
 
 
-def _first_non_finite(arr: np.ndarray) -> tuple | None:
-    """Index of the first NaN/Inf in ``arr`` (scanned in row blocks), or None."""
+def _first_bad(arr: np.ndarray, dtype: Any = None) -> tuple[tuple, str] | None:
+    """``(index, problem)`` of the first value in ``arr`` that is NaN or infinite
+    (``"non-finite"``), or finite but too large for ``dtype``, the model's (``"narrowing"``:
+    1e39 is finite in float64 and infinite in float32); None when all is well.
+
+    Scanned in blocks of about 4 MiB of rows, so a memory map is never read whole.
+    """
     if arr.dtype.kind != "f":
         return None
-    xp = _namespace(arr)
-    for start in range(0, max(arr.shape[0], 1), _BLOCK_ROWS):
-        block = arr[start : start + _BLOCK_ROWS]
-        bad = ~xp.isfinite(block)
+    limit = math.inf
+    if dtype is not None and np.dtype(dtype).itemsize < arr.dtype.itemsize:
+        # From the largest finite value plus half its spacing up, rounding to nearest
+        # (ties to even) gives infinity.
+        info = np.finfo(dtype)
+        limit = float(info.max) + 2.0 ** (info.maxexp - info.nmant - 2)
+    row_bytes = max(1, arr.itemsize * math.prod(arr.shape[1:]))
+    block_rows = max(1, _BLOCK_BYTES // row_bytes)
+    for start in range(0, max(arr.shape[0], 1), block_rows):
+        block = arr[start : start + block_rows]
+        bad = ~((block < limit) & (block > -limit))  # NaN fails both comparisons
         if bad.any():
             idx = np.unravel_index(int(bad.argmax()), block.shape)
-            return (int(idx[0]) + start, *(int(i) for i in idx[1:]))
+            value = float(block[idx])
+            index = (int(idx[0]) + start, *(int(i) for i in idx[1:]))
+            return index, "narrowing" if math.isfinite(value) else "non-finite"
     return None
 
 
-def check_features(
-    X: Any, n_features: int, where: str, name: str = "X", backend: str = "numpy"
-) -> Any:
-    """``X`` as a host array of shape (n, n_features) with finite numbers.
+def _beyond(dtype: Any) -> str:
+    return (
+        f"beyond the model's dtype {np.dtype(dtype).name} (largest "
+        f"{float(np.finfo(dtype).max):.4g}); scale the data or use dtype='float64'"
+    )
 
-    ``where`` names the layer that reads it, for the error message.
+
+def check_features(
+    X: Any,
+    n_features: int,
+    where: str,
+    name: str = "X",
+    backend: str = "numpy",
+    dtype: Any = None,
+) -> Any:
+    """``X`` as a host array of shape (n, n_features) with numbers finite in ``dtype``.
+
+    ``where`` names the layer that reads it, for the error message; ``dtype`` is the
+    model's (values it cannot hold are refused, not turned into infinities).
     """
     arr = _as_host_array(X, name, backend)
     if arr.ndim != 2:
@@ -106,30 +133,39 @@ def check_features(
         raise ValueError(
             f"{where}: expected {name} with {n_features} features, got shape {arr.shape}"
         )
-    bad = _first_non_finite(arr)
-    if bad is not None:
-        raise ValueError(
-            f"{name} contains {arr[bad]} at row {bad[0]}, column {bad[1]}; "
-            "remove or impute non-finite values"
-        )
+    found = _first_bad(arr, dtype)
+    if found is not None:
+        bad, problem = found
+        fix = "remove or impute non-finite values" if problem == "non-finite" else _beyond(dtype)
+        raise ValueError(f"{name} contains {arr[bad]} at row {bad[0]}, column {bad[1]}, {fix}")
     return arr
 
 
 def check_targets(
-    y: Any, loss: Any, n_outputs: int, n_samples: int, name: str = "y", backend: str = "numpy"
+    y: Any,
+    loss: Any,
+    n_outputs: int,
+    n_samples: int,
+    name: str = "y",
+    backend: str = "numpy",
+    dtype: Any = None,
 ) -> Any:
     """Targets ``y`` checked against the loss and the output layer, in the form the loss takes.
 
     Returns integer class ids of shape (n,) for ``cross_entropy`` with labels, else an
-    array of shape (n, n_outputs) in ``y``'s dtype (the model casts it to its own).
+    array of shape (n, n_outputs) in ``y``'s dtype (the model casts it to its own,
+    ``dtype``, which must hold every value).
     """
     arr = _as_host_array(y, name, backend)
     if arr.ndim == 0 or arr.shape[0] != n_samples:
         got = "a scalar" if arr.ndim == 0 else f"{arr.shape[0]} in {name} (shape {arr.shape})"
         raise ValueError(f"X and {name} have different lengths: {n_samples} samples in X, {got}")
-    bad = _first_non_finite(arr)
-    if bad is not None:
-        raise ValueError(f"{name} contains {arr[bad]} at index {bad}; targets must be finite")
+    found = _first_bad(arr, dtype)
+    if found is not None:
+        bad, problem = found
+        fix = "targets must be finite" if problem == "non-finite" else _beyond(dtype)
+        where = bad if arr.ndim > 1 else bad[0]
+        raise ValueError(f"{name} contains {arr[bad]} at index {where}, {fix}")
     if loss.name == "cross_entropy" and arr.ndim == 1:
         return _class_ids(arr, n_outputs, name)
     if arr.ndim == 1 and n_outputs == 1:
@@ -152,8 +188,9 @@ def check_vector(y: Any, n_samples: int, name: str = "y") -> np.ndarray:
     arr = _as_host_array(y, name)
     if arr.ndim != 1 or arr.shape[0] != n_samples:
         raise ValueError(f"{name} must have shape ({n_samples},) to match X, got {arr.shape}")
-    bad = _first_non_finite(arr)
-    if bad is not None:
+    found = _first_bad(arr)
+    if found is not None:
+        bad = found[0]
         raise ValueError(f"{name} contains {arr[bad]} at index {bad[0]}; values must be finite")
     return arr
 

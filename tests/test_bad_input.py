@@ -70,21 +70,88 @@ FIT_CASES = {
     "patience 0": ((X_OK, Y_OK), {"patience": 0}, ValueError, "patience"),
     "one-hot wrong width": ((X_OK, np.eye(4)[Y_OK]), {}, ValueError, r"shape \(12, 4\)"),
     "soft targets not summing to 1": ((X_OK, np.full((12, 3), 0.5)), {}, ValueError, "sums to 1.5"),
+    "X beyond float32": (
+        (np.where(np.arange(48).reshape(12, 4) == 22, 1e39, X_OK), Y_OK),
+        {},
+        ValueError,
+        r"X contains 1e\+39 at row 5, column 2, beyond the model's dtype float32",
+    ),
 }
+
+
+def _state(model):
+    """Everything fit could change: weights, history, the optimizer and its arrays, and the
+    model's generator."""
+    opt = model.optimizer
+    arrays = [
+        model.backend.to_numpy(a).copy()
+        for name in opt.state_names
+        for a in (getattr(opt, name) or [])
+    ]
+    return (
+        model.get_weights(),
+        {k: list(v) for k, v in model.history.items()},
+        opt,
+        opt.t,
+        arrays,
+        model._rng.bit_generator.state,
+    )
+
+
+def _assert_same_state(before, after):
+    (weights, history, opt, t, arrays, rng), (weights2, history2, opt2, t2, arrays2, rng2) = (
+        before,
+        after,
+    )
+    for (W, b), (W2, b2) in zip(weights, weights2, strict=True):
+        np.testing.assert_array_equal(W, W2)
+        np.testing.assert_array_equal(b, b2)
+    for a, a2 in zip(arrays, arrays2, strict=True):
+        np.testing.assert_array_equal(a, a2)
+    assert history == history2 and opt is opt2 and t == t2 and rng == rng2
 
 
 @pytest.mark.parametrize("case", list(FIT_CASES))
 def test_fit_rejects_bad_input_before_changing_anything(model, case):
     args, kwargs, error, message = FIT_CASES[case]
-    weights = model.get_weights()
-    history = {k: list(v) for k, v in model.history.items()}
-    optimizer = model.optimizer
+    model.fit(X_OK, Y_OK, epochs=1, batch_size=4, optimizer="adam", lr=0.01)  # optimizer state
+    before = _state(model)
     with pytest.raises(error, match=message):
         model.fit(*args, **{"epochs": 1, **kwargs})
-    for (W, b), (W2, b2) in zip(weights, model.get_weights()):
+    _assert_same_state(before, _state(model))
+
+
+@pytest.mark.parametrize("method", ["fit", "predict", "predict_proba", "evaluate", "gradients"])
+def test_inputs_beyond_the_model_dtype_are_bad_input(model, method):
+    """1e39 is finite in float64 but infinite in float32: refused, naming value and dtype."""
+    X = X_OK.copy()
+    X[3, 1] = -1e39
+    before = model.get_weights()
+    args = (X,) if method.startswith("predict") else (X, Y_OK)
+    with pytest.raises(
+        ValueError, match=r"X contains -1e\+39 at row 3, column 1, beyond the model's dtype float32"
+    ):
+        getattr(model, method)(*args)
+    for (W, b), (W2, b2) in zip(before, model.get_weights()):
         np.testing.assert_array_equal(W, W2)
         np.testing.assert_array_equal(b, b2)
-    assert model.history == history and model.optimizer is optimizer
+    wide = model.clone(dtype="float64")
+    assert np.isfinite(wide.predict_proba(X)).all()  # within float64's range: accepted
+
+
+@pytest.mark.parametrize("method", ["fit", "evaluate", "gradients"])
+def test_targets_beyond_the_model_dtype_are_bad_input(backend, method):
+    y = np.zeros((12, 2))
+    y[7, 0] = 1e39
+    model = fastnn.MLP([4, 5, 2], loss="mse", backend=backend, seed=0)
+    before = model.get_weights()
+    with pytest.raises(
+        ValueError, match=r"y contains 1e\+39 at index \(7, 0\), beyond the model's dtype float32"
+    ):
+        getattr(model, method)(X_OK, y)
+    for (W, b), (W2, b2) in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(W, W2)
+        np.testing.assert_array_equal(b, b2)
 
 
 @pytest.mark.parametrize("method", ["predict", "predict_proba", "evaluate", "gradients"])

@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 import fastnn
 from fastnn.cli import main
@@ -122,11 +121,73 @@ def test_help_explains_every_option():
     assert main([]) == 2
 
 
-def test_missing_matplotlib_is_reported_before_training(monkeypatch, tmp_path):
-    monkeypatch.setitem(sys.modules, "matplotlib", None)
-    with pytest.raises(SystemExit, match=r"pip install 'fastnn\[plot\]'"):
-        main(["train", "--model-out", str(tmp_path / "m.safetensors")])
-    assert not (tmp_path / "m.safetensors").exists()
+def test_train_without_matplotlib_trains_and_says_how_to_get_the_plot(
+    monkeypatch, tmp_path, capsys
+):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed
+    code = main(
+        [
+            "train",
+            "--epochs",
+            "2",
+            "--model-out",
+            str(tmp_path / "m.safetensors"),
+            "--plot-out",
+            str(tmp_path / "cost.png"),
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "test accuracy" in out and (tmp_path / "m.safetensors").exists()
+    assert not (tmp_path / "cost.png").exists()
+    hints = [line for line in out.splitlines() if "pip install 'fastnn[plot]'" in line]
+    assert len(hints) == 1 and "cost curve not drawn" in hints[0], out
+
+
+def test_divergence_is_one_line_with_the_advice(tmp_path, capsys):
+    model_out = tmp_path / "m.safetensors"
+    args = ["train", "--data", "spirals", "--lr", "1e12", "--optimizer", "sgd"]
+    code = main([*args, "--no-plot", "--scale", "none", "--model-out", str(model_out)])
+    assert code == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("fastnn train: error: training diverged at epoch")
+    assert "lower learning rate" in err
+    assert not model_out.exists()
+
+
+def test_early_stopping_watches_a_validation_split_and_the_test_set_is_used_once(
+    tmp_path, monkeypatch, capsys
+):
+    seen = {"fit": [], "evaluate": []}
+    real_fit, real_evaluate = fastnn.Sequential.fit, fastnn.Sequential.evaluate
+
+    def fit(self, X, y, **options):
+        seen["fit"].append((np.asarray(X), options))
+        return real_fit(self, X, y, **options)
+
+    def evaluate(self, X, y, **options):
+        seen["evaluate"].append(np.asarray(X))
+        return real_evaluate(self, X, y, **options)
+
+    monkeypatch.setattr(fastnn.Sequential, "fit", fit)
+    monkeypatch.setattr(fastnn.Sequential, "evaluate", evaluate)
+    args = ["train", "--data", "spirals", "--patience", "3", "--epochs", "30", "--no-plot"]
+    assert main([*args, "--model-out", str(tmp_path / "m.safetensors")]) == 0
+    ((X_train, options),) = seen["fit"]
+    X_val = options["validation_data"][0]
+    (X_test,) = seen["evaluate"]
+    # spirals: 400 points, 80 held out for test; of the other 320, 10% validate
+    assert (X_train.shape[0], X_val.shape[0], X_test.shape[0]) == (288, 32, 80)
+    rows = lambda A: {tuple(r) for r in A.round(12)}
+    assert not rows(X_val) & rows(X_test) and not rows(X_val) & rows(X_train)
+    assert "validation" in capsys.readouterr().out
+
+
+def test_validation_size_needs_a_share_of_the_training_part(tmp_path, capsys):
+    args = ["train", "--validation-size", "1.5", "--no-plot"]
+    assert main([*args, "--model-out", str(tmp_path / "m.safetensors")]) == 1
+    assert "--validation-size" in capsys.readouterr().err
 
 
 def test_train_reports_the_memory_a_backend_holds(backend, tmp_path, capsys):

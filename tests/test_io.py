@@ -12,7 +12,7 @@ from safetensors.numpy import save_file
 
 import fastnn
 from fastnn import ModelFileError
-from fastnn.io import load_model, save_model
+from fastnn.io import checksum, load_model, save_model
 
 
 @pytest.fixture
@@ -68,7 +68,8 @@ def test_file_holds_no_pickle_and_documented_metadata(saved):
     raw = saved.read_bytes()
     header = json.loads(raw[8 : 8 + struct.unpack("<Q", raw[:8])[0]])
     meta = header["__metadata__"]
-    assert meta["format"] == "fastnn" and meta["format_version"] == "1"
+    assert meta["format"] == "fastnn" and meta["format_version"] == "2"
+    assert meta["checksum"].startswith("sha256:")
     assert json.loads(meta["architecture"])["layers"] == [[5, 7, "tanh"], [7, 3, "softmax"]]
     assert set(header) - {"__metadata__"} == {
         "layers.0.W",
@@ -106,26 +107,42 @@ def test_every_truncation_is_refused(saved, tmp_path):
     target = tmp_path / "cut.safetensors"
     for n in range(len(raw)):  # every length
         target.write_bytes(raw[:n])
-        with pytest.raises(ModelFileError):
+        with pytest.raises(ModelFileError, match="cut.safetensors"):
             load_model(target)
 
 
-def test_random_bit_flips_never_crash(saved, tmp_path):
-    raw = bytearray(saved.read_bytes())
-    rng = np.random.default_rng(0)
+def test_every_single_bit_flip_is_refused_or_changes_nothing(saved, tmp_path, rng):
+    """Every one of the file's bits flipped in turn: the checksum over tensors and metadata
+    refuses the file, unless the flip changes nothing that is read."""
+    raw = saved.read_bytes()
+    original = load_model(saved)
+    X = rng.normal(size=(16, 5))
     target = tmp_path / "flip.safetensors"
-    outcomes = set()
-    for _ in range(1000):
+    outcomes = {"refused": 0, "harmless": 0}
+    for i in range(len(raw) * 8):
         data = bytearray(raw)
-        for pos in rng.integers(0, len(data), size=3):
-            data[pos] ^= 1 << int(rng.integers(0, 8))
+        data[i // 8] ^= 1 << (i % 8)
         target.write_bytes(bytes(data))
         try:
-            load_model(target)
-            outcomes.add("loaded")  # a flip inside the weights yields another valid model
+            loaded = load_model(target)
         except ModelFileError:
-            outcomes.add("refused")
-    assert "refused" in outcomes
+            outcomes["refused"] += 1
+            continue
+        assert repr(loaded) == repr(original), f"bit {i} changed the architecture"
+        for (W, b), (W2, b2) in zip(loaded.get_weights(), original.get_weights()):
+            assert np.array_equal(W, W2) and np.array_equal(b, b2), f"bit {i} changed weights"
+        np.testing.assert_array_equal(loaded.predict_proba(X), original.predict_proba(X))
+        outcomes["harmless"] += 1
+    print(f"\n{len(raw) * 8} single-bit flips of a model file: {outcomes}")
+
+
+def test_a_header_over_one_mebibyte_is_refused_unread(tmp_path):
+    """The limit itself: the file is long enough to hold the header it claims."""
+    n = (1 << 20) + 1
+    path = tmp_path / "big.safetensors"
+    path.write_bytes(struct.pack("<Q", n) + b"{" + b" " * (n - 2) + b"}")
+    with pytest.raises(ModelFileError, match="over the 1 MiB"):
+        load_model(path)
 
 
 @pytest.mark.parametrize(
@@ -143,12 +160,47 @@ def test_random_bit_flips_never_crash(saved, tmp_path):
 def test_hostile_files_are_refused(tmp_path, content):
     path = tmp_path / "bad.safetensors"
     path.write_bytes(content)
-    with pytest.raises(ModelFileError):
+    with pytest.raises(ModelFileError, match="bad.safetensors"):
         load_model(path)
 
 
 def _write(path, tensors, metadata):
-    save_file({k: np.asarray(v) for k, v in tensors.items()}, str(path), metadata=metadata)
+    """Write a file as fastnn would, checksum included, so that the check under test is
+    the one that refuses it."""
+    tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+    metadata = {**metadata, "checksum": checksum(tensors, metadata)}
+    save_file(tensors, str(path), metadata=metadata)
+
+
+def test_the_checksum_is_sha256_of_the_documented_bytes(saved):
+    """Recomputed here from the file's own bytes, as the module docstring describes it."""
+    import hashlib
+
+    raw = saved.read_bytes()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8 : 8 + n])
+    meta = header.pop("__metadata__")
+    digest = hashlib.sha256()
+    for name in sorted(header):
+        start, stop = header[name]["data_offsets"]
+        shape = ",".join(map(str, header[name]["shape"]))
+        digest.update(f"tensor {name} {header[name]['dtype']} [{shape}]\n".encode())
+        digest.update(raw[8 + n + start : 8 + n + stop])
+    for key in sorted(set(meta) - {"checksum"}):
+        digest.update(f"metadata {key} {len(meta[key].encode())}\n".encode())
+        digest.update(meta[key].encode())
+    assert meta["checksum"] == "sha256:" + digest.hexdigest()
+
+
+def _broken_chain(tensors, meta, arch):
+    arch["layers"][1][0] = 8
+    tensors["layers.1.W"] = np.zeros((3, 8), np.float32)
+
+
+def _one_output_cross_entropy(tensors, meta, arch):
+    arch["layers"][1][1] = 1
+    tensors["layers.1.W"] = np.zeros((1, 7), np.float32)
+    tensors["layers.1.b"] = np.zeros(1, np.float32)
 
 
 def _valid_parts(model):
@@ -163,7 +215,7 @@ def _valid_parts(model):
     }
     meta = {
         "format": "fastnn",
-        "format_version": "1",
+        "format_version": "2",
         "fastnn_version": "0.1.0",
         "architecture": json.dumps(arch),
     }
@@ -174,7 +226,7 @@ def _valid_parts(model):
     ("change", "message"),
     [
         (lambda t, m, a: m.pop("format"), "not a fastnn model"),
-        (lambda t, m, a: m.update(format_version="2"), "newer fastnn"),
+        (lambda t, m, a: m.update(format_version="3"), "newer fastnn"),
         (lambda t, m, a: m.update(format_version="x"), "format_version"),
         (lambda t, m, a: m.update(architecture="{"), "architecture"),
         (lambda t, m, a: a.update(loss="hinge"), "malformed"),
@@ -185,6 +237,9 @@ def _valid_parts(model):
         (lambda t, m, a: t.pop("layers.1.b"), "missing"),
         (lambda t, m, a: t.update({"extra": np.zeros(1, np.float32)}), "unexpected"),
         (lambda t, m, a: t.update({"layers.0.b": np.full(7, np.nan, np.float32)}), "NaN"),
+        (_broken_chain, "layer 1 .* expects 8 inputs but layer 0 .* gives 7"),
+        (lambda t, m, a: a["layers"][1].__setitem__(2, "tanh"), "needs a 'softmax' output"),
+        (_one_output_cross_entropy, "cross_entropy over .* is constant"),
     ],
 )
 def test_inconsistent_files_name_the_problem(model, tmp_path, change, message):
@@ -194,8 +249,26 @@ def test_inconsistent_files_name_the_problem(model, tmp_path, change, message):
         meta["architecture"] = json.dumps(arch)
     path = tmp_path / "x.safetensors"
     _write(path, tensors, meta)
-    with pytest.raises(ModelFileError, match=message):
+    with pytest.raises(ModelFileError, match=message) as info:
         load_model(path)
+    assert str(path) in str(info.value)
+
+
+def test_a_file_without_its_checksum_is_refused(model, tmp_path):
+    tensors, meta, _ = _valid_parts(model)
+    path = tmp_path / "x.safetensors"
+    save_file(tensors, str(path), metadata=meta)
+    with pytest.raises(ModelFileError, match="no checksum"):
+        load_model(path)
+
+
+def test_a_format_1_file_from_fastnn_0_1_still_loads(model, tmp_path, rng):
+    """Files written before checksums existed (format 1) are read as they were."""
+    tensors, meta, _ = _valid_parts(model)
+    path = tmp_path / "old.safetensors"
+    save_file(tensors, str(path), metadata={**meta, "format_version": "1"})
+    X = rng.normal(size=(4, 5))
+    np.testing.assert_array_equal(load_model(path).predict_proba(X), model.predict_proba(X))
 
 
 def test_saving_and_loading_through_module_functions(model, tmp_path, rng):

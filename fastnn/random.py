@@ -1,0 +1,64 @@
+"""Randomness that depends on where it is used, not on what was drawn before.
+
+A stateful generator gives the n-th number only after the n - 1 before it, so a run
+split in two (a checkpoint, then ``resume``) draws differently from the same run in one
+piece unless the generator's whole state travels with it. fastnn draws each epoch's batch
+order from NumPy's counter-based Philox generator (Salmon et al., "Parallel random
+numbers: as easy as 1, 2, 3", SC 2011) started at a counter that names the epoch: the
+order of epoch ``e`` is a function of the run's key and ``e`` alone, however the run is
+split, and on every backend (orders are drawn on the host).
+
+The fourth counter word names the use, so different uses of one key never overlap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+#: the fourth Philox counter word of each use of a run's key
+STREAM_BATCH_ORDER = 1
+
+
+def derive_key(*entropy: int) -> tuple[int, int]:
+    """A 128-bit Philox key, as two 64-bit words, from any non-negative ints, mixed by
+    NumPy's :class:`~numpy.random.SeedSequence` so nearby seeds give unrelated keys."""
+    words = np.random.SeedSequence(list(entropy)).generate_state(2, np.uint64)
+    return int(words[0]), int(words[1])
+
+
+def fresh_entropy() -> int:
+    """A 128-bit seed from the operating system, for models created without one."""
+    entropy = np.random.SeedSequence().entropy
+    assert isinstance(entropy, int)  # drawn from the OS, always an int
+    return entropy
+
+
+def epoch_orders(
+    key: Sequence[int], first: int, stop: int, n: int, shuffle: bool = True
+) -> np.ndarray:
+    """Sample orders of epochs ``first .. stop - 1``: shape (stop - first, n), each row a
+    uniformly random permutation of ``0 .. n-1``, drawn by Philox under ``key`` from
+    counter ``(0, 0, epoch, STREAM_BATCH_ORDER)`` (``0 .. n-1`` itself without
+    ``shuffle``)."""
+    if not shuffle:
+        return np.tile(np.arange(n), (stop - first, 1))
+    bits = np.random.Philox(key=0)
+    generator = np.random.Generator(bits)
+    orders = np.empty((stop - first, n), dtype=np.intp)
+    key_words = np.array(key, dtype=np.uint64)
+    for row, epoch in enumerate(range(first, stop)):
+        bits.state = {
+            "bit_generator": "Philox",
+            "state": {
+                "counter": np.array([0, 0, epoch, STREAM_BATCH_ORDER], dtype=np.uint64),
+                "key": key_words,
+            },
+            "buffer": np.zeros(4, dtype=np.uint64),
+            "buffer_pos": 4,
+            "has_uint32": 0,
+            "uinteger": 0,
+        }
+        orders[row] = generator.permutation(n)
+    return orders
