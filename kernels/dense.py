@@ -8,7 +8,8 @@ same cores were measured to be much slower (see the README's Backends section).
 Notation: ``Z = X @ W.T + b`` is a layer's pre-activation, ``H = act(Z)`` its output;
 ``dH``, ``dZ`` the loss's gradients with respect to them. Activations are chosen by the
 integer codes below (one compiled loop per dtype instead of one per activation).
-No kernel uses ``fastmath``: NaN and Inf must propagate so training can detect them.
+No kernel here uses ``fastmath``: NaN and Inf must propagate so training can detect them
+(only ``optim.all_finite`` does, without the flags that assume finite values).
 """
 
 from __future__ import annotations

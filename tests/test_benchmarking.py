@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import oracle, skip_unless_required
 
 from fastnn.backends import unavailable_reason
 from fastnn.benchmarking import peers, report
@@ -39,8 +40,8 @@ def test_flop_counts():
 
 
 @pytest.mark.parametrize("arch", [S, LECTURE], ids=["S", "lecture"])
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_fastnn_workloads_pass_their_checks(backend, arch, dtype):
+def test_fastnn_workloads_pass_their_checks(candidate, arch):
+    backend, dtype = candidate
     for workload in (
         fastnn_train_step(arch, backend, dtype),
         fastnn_epoch(arch, backend, dtype),
@@ -56,8 +57,8 @@ def test_tutorial_numpy_matches_the_reference():
 
 
 def test_pytorch_and_sklearn_peers_match_the_reference():
-    pytest.importorskip("torch", reason="PyTorch not installed: pip install torch")
-    pytest.importorskip("sklearn", reason="scikit-learn not installed: pip install scikit-learn")
+    oracle("torch", "pip install torch")
+    oracle("sklearn", "pip install scikit-learn")
     assert peers.torch_train_step(LECTURE, "float64").check() <= 1e-10
     assert peers.torch_train_step(S, "float32").check() <= CHECK_TOLERANCE["float32"]
     assert peers.sklearn_epoch(S, "float64").check() <= 1e-10
@@ -125,7 +126,7 @@ def test_gpu_check_script_runs_at_toy_sizes_on_cupy(tmp_path):
     the script (on the CUDA emulator in CI; on a real GPU it takes seconds)."""
     reason = unavailable_reason("cupy")
     if reason is not None:
-        pytest.skip(f"[cupy] {reason}")
+        skip_unless_required("cupy", f"[cupy] {reason}")
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, "FASTNN_GPU_RESULTS": str(tmp_path)}
     done = subprocess.run(

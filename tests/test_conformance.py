@@ -37,7 +37,8 @@ def test_check_backends_every_activation_and_loss(hidden, loss, output, dtype, r
     X = rng.normal(size=(13, 5))
     report = fastnn.check_backends(model, X, targets(loss, 13, n_out, rng), steps=3)
     assert report.ok, str(report)
-    assert {row.backend for row in report.rows} == set(fastnn.available_backends())
+    compared = set(fastnn.available_backends()) - ({"numpy"} if dtype == "float64" else set())
+    assert {row.backend for row in report.rows} == compared  # never the reference itself
 
 
 @pytest.mark.filterwarnings("ignore:y holds a single class")
@@ -75,7 +76,8 @@ def test_check_backends_names_the_first_op_over_tolerance(monkeypatch, rng):
 
 @pytest.mark.parametrize(("n", "batch"), [(45, 8), (7, 7), (10, 32)])
 @pytest.mark.parametrize("optimizer", ["sgd", "nesterov", "adam"])
-def test_training_trajectory_follows_float64(backend, dtype, rng, n, batch, optimizer):
+def test_training_trajectory_follows_float64(candidate, rng, n, batch, optimizer):
+    backend, dtype = candidate
     X = rng.normal(size=(n, 6))
     y = rng.integers(0, 4, size=n)
     kwargs = dict(activation="tanh", loss="cross_entropy", seed=11)
@@ -92,7 +94,8 @@ def test_training_trajectory_follows_float64(backend, dtype, rng, n, batch, opti
         np.testing.assert_allclose(b, rb, **tol)
 
 
-def test_forward_outputs_and_predictions_agree(backend, dtype, rng):
+def test_forward_outputs_and_predictions_agree(candidate, rng):
+    backend, dtype = candidate
     X = rng.normal(size=(50, 8))
     model = fastnn.MLP(
         [8, 16, 16, 5],
@@ -116,8 +119,9 @@ def test_forward_outputs_and_predictions_agree(backend, dtype, rng):
 @pytest.mark.parametrize(("loss", "output"), HEADS + [("cross_entropy_one_hot", "softmax")])
 @pytest.mark.parametrize("hidden", ["sigmoid", "relu", "softmax"])
 def test_small_networks_take_the_fused_path_with_the_same_results(
-    backend, loss, output, hidden, rng, monkeypatch
+    other_backend, loss, output, hidden, rng, monkeypatch
 ):
+    backend = other_backend
     one_hot = loss == "cross_entropy_one_hot"
     loss = "cross_entropy" if one_hot else loss
     X = rng.normal(size=(11, 3))

@@ -11,12 +11,16 @@ from __future__ import annotations
 from importlib import resources
 
 import pytest
+from conftest import oracle
 
-nvrtc = pytest.importorskip(
+nvrtc = oracle(
     "cupy_backends.cuda.libs.nvrtc",
-    reason="needs CuPy's NVRTC bindings: pip install cupy-cuda13x nvidia-cuda-nvrtc",
+    "pip install cupy-cuda13x nvidia-cuda-nvrtc",
+    module_level=True,
 )
-if pytest.importorskip("cupy").__version__.endswith("cpu-emulator"):
+if oracle("cupy", "pip install cupy-cuda13x", module_level=True).__version__.endswith(
+    "cpu-emulator"
+):
     pytest.skip("NVRTC's bindings need the real CuPy, not the emulator", allow_module_level=True)
 
 

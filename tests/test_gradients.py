@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import tolerance
+from conftest import oracle, tolerance
 
 import fastnn
 from fastnn.backends import Backend
@@ -121,7 +121,8 @@ def test_one_sgd_step_on_the_lecture_network(backend, dtype):
     np.testing.assert_allclose(history["loss"][0], expected[4], **tol)
 
 
-def test_gradients_api_shapes_and_agreement_with_float64(backend, dtype, rng):
+def test_gradients_api_shapes_and_agreement_with_float64(candidate, rng):
+    backend, dtype = candidate
     X, y = problem("cross_entropy", 3, rng, n=20)
     model = fastnn.MLP(
         [4, 8, 3], activation="relu", loss="cross_entropy", backend=backend, dtype=dtype, seed=1
@@ -139,7 +140,7 @@ def test_gradients_api_shapes_and_agreement_with_float64(backend, dtype, rng):
     [("mse", "tanh"), ("cross_entropy", "softmax"), ("binary_cross_entropy", "sigmoid")],
 )
 def test_gradients_match_pytorch(backend, loss, output, rng):
-    torch = pytest.importorskip("torch", reason="PyTorch not installed: pip install torch")
+    torch = oracle("torch", "pip install torch")
     X, y = problem(loss, 3, rng, n=11)
     model = fastnn.MLP(
         [4, 6, 3],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import tolerance
+from conftest import skip_unless_required, tolerance
 
 from fastnn.backends import get_backend, unavailable_reason
 
@@ -147,7 +147,7 @@ def test_dense_backward_across_block_and_chunk_boundaries(
 def test_cupy_bias_gradient_chunks_cover_every_row_within_the_grid_limit(n):
     reason = unavailable_reason("cupy")
     if reason is not None:
-        pytest.skip(f"[cupy] {reason}")
+        skip_unless_required("cupy", f"[cupy] {reason}")
     from fastnn.backends.cupy_backend import _row_chunks
 
     chunk, chunks = _row_chunks(n)

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import skip_unless_required
 
 from fastnn.backends import unavailable_reason
 
@@ -28,7 +29,7 @@ def test_readme_python_blocks_run(index, tmp_path, monkeypatch):
     if PYTHON_BLOCKS[index].startswith(GPU):
         reason = unavailable_reason("cupy")
         if reason is not None:
-            pytest.skip(f"[cupy] {reason}")
+            skip_unless_required("cupy", f"[cupy] {reason}")
     monkeypatch.chdir(tmp_path)
     exec(compile(PYTHON_BLOCKS[index], f"README.md python block {index}", "exec"), {})
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import tracemalloc
 
 import numpy as np
 import pytest
+from conftest import skip_unless_required
 
 import fastnn
 from fastnn import training
@@ -30,14 +32,22 @@ def test_extreme_inputs_give_finite_probabilities(backend, dtype, scale):
         assert np.isfinite(model.evaluate(X, y)["loss"])
 
 
-def test_huge_inputs_either_train_or_stop_with_advice(backend):
+# 1e30 inputs: the first SGD step moves the weights by about lr * 1e30, so the next
+# pre-activations reach about 1e59, past float32's 3.4e38: batch 2 of epoch 1 is not
+# finite. float64 holds 1e59; there the loss first fails in epoch 2.
+@pytest.mark.parametrize(("dtype", "epoch", "batch"), [("float32", 1, 2), ("float64", 2, 2)])
+def test_huge_inputs_stop_with_advice_at_the_first_bad_batch(backend, dtype, epoch, batch):
     X = np.random.default_rng(0).normal(size=(32, 4)) * 1e30
     y = np.arange(32) % 2
-    model = fastnn.MLP([4, 8, 2], activation="relu", loss="cross_entropy", backend=backend, seed=0)
-    try:
+    model = fastnn.MLP(
+        [4, 8, 2], activation="relu", loss="cross_entropy", backend=backend, dtype=dtype, seed=0
+    )
+    with pytest.raises(
+        fastnn.TrainingDivergedError, match="lower learning rate.*scale the inputs"
+    ) as info:
         model.fit(X, y, epochs=3, batch_size=8, lr=0.1)
-    except fastnn.TrainingDivergedError as exc:
-        assert "lower learning rate" in str(exc) and "scale the inputs" in str(exc)
+    assert (info.value.epoch, info.value.batch) == (epoch, batch)
+    assert len(model.history["loss"]) == epoch - 1
     for W, b in model.get_weights():
         assert np.isfinite(W).all() and np.isfinite(b).all()
 
@@ -94,7 +104,7 @@ def test_streamed_and_in_memory_training_agree(backend, dtype, host_dtype, monke
 def test_streaming_to_cupy_reuses_two_pinned_buffers(monkeypatch, rng):
     reason = unavailable_reason("cupy")
     if reason is not None:
-        pytest.skip(f"[cupy] {reason}")
+        skip_unless_required("cupy", f"[cupy] {reason}")
     import cupy
 
     sizes = []
@@ -184,46 +194,55 @@ def test_models_on_one_backend_train_in_parallel_threads_as_alone(
             np.testing.assert_array_equal(b, b2)
 
 
-def test_two_backends_train_side_by_side_in_threads(rng):
+def _two_or_more_backends(device_like):
+    """The available backends and a registered second one, so there are always two."""
+    return [*fastnn.available_backends(), device_like]
+
+
+def test_two_backends_train_side_by_side_in_threads(rng, device_like):
     X, y = rng.normal(size=(200, 8)), rng.integers(0, 3, size=200)
-    names = fastnn.available_backends()
+    names = _two_or_more_backends(device_like)
 
     def train(name):
         model = fastnn.MLP([8, 16, 3], loss="cross_entropy", backend=name, dtype="float64", seed=5)
         model.fit(X, y, epochs=5, batch_size=16, optimizer="adam", lr=0.01)
-        return model.get_weights()
+        return model.backend.name, model.get_weights()
 
     alone = {name: train(name) for name in names}
     together: dict[str, list] = {}
     threads = [
-        threading.Thread(target=lambda n=n: together.__setitem__(n, train(n)))
+        threading.Thread(target=lambda n=n, k=k: together.__setitem__((n, k), train(n)))
         for n in names
-        for _ in range(2)
+        for k in range(2)
     ]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    for name in names:
-        for (W, b), (W2, b2) in zip(together[name], alone[name]):
+    for (name, _), (used, weights) in together.items():
+        assert used == name
+        for (W, b), (W2, b2) in zip(weights, alone[name][1]):
             np.testing.assert_array_equal(W, W2)
             np.testing.assert_array_equal(b, b2)
 
 
-def test_use_backend_in_threads_does_not_leak(rng):
-    names = fastnn.available_backends()
-    seen: dict[str, list[str]] = {}
-    barrier = threading.Barrier(len(names))
+def test_use_backend_in_threads_does_not_leak(device_like):
+    """Threads inside ``use_backend`` blocks of other backends, and one outside any, all
+    at once: each sees its own default, none the others'."""
+    names = [n for n in _two_or_more_backends(device_like) if n != "numpy"]
+    seen: dict[str | None, list[str]] = {}
+    barrier = threading.Barrier(len(names) + 1)
 
     def work(name):
-        with fastnn.use_backend(name):
-            barrier.wait()  # every thread inside its own use_backend at once
+        with fastnn.use_backend(name) if name else contextlib.nullcontext():
+            barrier.wait()  # every thread inside its own use_backend (or none) at once
             seen[name] = [fastnn.MLP([2, 2], loss="mse").backend.name for _ in range(20)]
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in names]
+    threads = [threading.Thread(target=work, args=(n,)) for n in [*names, None]]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    assert seen.pop(None) == ["numpy"] * 20
     assert all(set(v) == {name} for name, v in seen.items())
     assert fastnn.backends.default_backend_name() == "numpy"

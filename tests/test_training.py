@@ -6,10 +6,10 @@ import signal
 
 import numpy as np
 import pytest
+from conftest import skip_unless_required
 
 import fastnn
 from fastnn import training
-from fastnn.backends.numpy_backend import NumpyBackend
 from fastnn.datasets import make_lecture_toy, make_spirals, make_xor
 
 
@@ -273,25 +273,6 @@ def test_divergence_in_many_epochs_of_a_small_network(backend):
         assert np.isfinite(W).all() and np.isfinite(b).all()
 
 
-class _DeviceLikeBackend(NumpyBackend):
-    """The NumPy backend driven as a GPU backend is: no host read until the epoch ends."""
-
-    name = "device-like"
-    host_sync_is_cheap = False
-
-
-@pytest.fixture
-def device_like(monkeypatch):
-    from fastnn.backends import _REGISTRY, _Entry
-
-    monkeypatch.setitem(
-        _REGISTRY,
-        "device-like",
-        _Entry(__name__, "_DeviceLikeBackend", "numpy", "nothing to install"),
-    )
-    return "device-like"
-
-
 def test_device_training_loop_reads_once_per_epoch_with_the_same_results(device_like, rng):
     X = rng.normal(size=(50, 4))
     y = rng.integers(0, 3, size=50)
@@ -363,7 +344,7 @@ def cupy_module():
 
     reason = unavailable_reason("cupy")
     if reason is not None:
-        pytest.skip(f"[cupy] {reason}")
+        skip_unless_required("cupy", f"[cupy] {reason}")
     import cupy
 
     return cupy
