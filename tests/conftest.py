@@ -31,13 +31,20 @@ def skip_unless_required(what: str, reason: str, module_level: bool = False) -> 
     pytest.skip(reason, allow_module_level=module_level)
 
 
-def oracle(module: str, install: str, module_level: bool = False):
-    """Import the library an oracle test checks fastnn against, or skip (fail where
-    required) with the install command."""
+def need_module(module: str, install: str, module_level: bool = False):
+    """Import a library a test needs beyond fastnn's core (an oracle such as PyTorch, or a
+    file format), or skip (fail where required) with the install command."""
     try:
         return importlib.import_module(module)
     except ImportError as exc:
         skip_unless_required(module, f"{module} is not installed ({exc}): {install}", module_level)
+
+
+def pytest_runtest_setup(item):
+    """Tests marked ``files`` read or write model files: they need safetensors, which a
+    bare GPU image may lack (training itself does not)."""
+    if item.get_closest_marker("files") is not None:
+        need_module("safetensors", "pip install safetensors")
 
 
 def tolerance(backend: str, dtype: str) -> dict[str, float]:

@@ -5,6 +5,7 @@ These run tiny workloads; timings are never asserted.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import oracle, skip_unless_required
+from conftest import need_module, skip_unless_required
 
 from fastnn.backends import unavailable_reason
 from fastnn.benchmarking import peers, report
@@ -57,8 +58,8 @@ def test_tutorial_numpy_matches_the_reference():
 
 
 def test_pytorch_and_sklearn_peers_match_the_reference():
-    oracle("torch", "pip install torch")
-    oracle("sklearn", "pip install scikit-learn")
+    need_module("torch", "pip install torch")
+    need_module("sklearn", "pip install scikit-learn")
     assert peers.torch_train_step(LECTURE, "float64").check() <= 1e-10
     assert peers.torch_train_step(S, "float32").check() <= CHECK_TOLERANCE["float32"]
     assert peers.sklearn_epoch(S, "float64").check() <= 1e-10
@@ -143,3 +144,41 @@ def test_gpu_check_script_runs_at_toy_sizes_on_cupy(tmp_path):
     for arch in ("S", "L", "XL"):
         assert f"{arch} " in table and "fastnn[cupy]" in table
     assert json.loads((tmp_path / "gpu-check.json").read_text())["results"]
+
+
+def _gpu_check_module():
+    spec = importlib.util.spec_from_file_location(
+        "gpu_check", Path(__file__).resolve().parent.parent / "bench" / "gpu_check.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_check_keeps_every_result_when_a_workload_raises(tmp_path, monkeypatch):
+    """A failure in one workload (injected into L) is recorded, the others still run, and
+    the results file holds all of it; the check then fails."""
+    reason = unavailable_reason("cupy")
+    if reason is not None:
+        skip_unless_required("cupy", f"[cupy] {reason}")
+    from fastnn.benchmarking import suite
+
+    gpu_check = _gpu_check_module()
+    passing = {"tests": 3, "failures": 0, "errors": 0, "skipped": 0, "exit_code": 0}
+    monkeypatch.setattr(gpu_check, "run_tests", lambda out, keyword: dict(passing, seconds=0))
+    checked = suite.checked
+
+    def failing_in_l(workload):
+        if workload.arch.name == "L":
+            raise RuntimeError("injected failure")
+        return checked(workload)
+
+    monkeypatch.setattr(suite, "checked", failing_in_l)
+    monkeypatch.setenv("FASTNN_GPU_RESULTS", str(tmp_path))
+    assert gpu_check.main(["--smoke"]) == 1
+    data = json.loads((tmp_path / "gpu-check.json").read_text())
+    assert {r["arch"] for r in data["results"]} == {"S", "XL"}
+    assert [e["arch"] for e in data["errors"]] == ["L"]
+    assert "injected failure" in data["errors"][0]["error"]
+    assert "error: L: RuntimeError: injected failure" in (tmp_path / "gpu-check.txt").read_text()
+    assert data["preflight"]["cupy"] and data["tests"] == dict(passing, seconds=0)

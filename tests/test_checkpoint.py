@@ -11,11 +11,15 @@ import time
 
 import numpy as np
 import pytest
-from conftest import tolerance
+from conftest import need_module, tolerance
 
 import fastnn
 from fastnn import ModelFileError
-from fastnn.checkpoint import load_checkpoint
+
+need_module("safetensors", "pip install safetensors", module_level=True)
+from fastnn.checkpoint import load_checkpoint  # noqa: E402
+
+pytestmark = pytest.mark.files  # every test here reads or writes model files
 
 FIT = dict(epochs=6, batch_size=7, lr=0.05)
 

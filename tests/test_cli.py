@@ -7,9 +7,12 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import fastnn
 from fastnn.cli import main
+
+pytestmark = pytest.mark.files  # every test here reads or writes model files
 
 
 def test_train_with_no_options_uses_the_bundled_digits(tmp_path, monkeypatch, capsys):

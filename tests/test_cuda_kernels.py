@@ -11,14 +11,14 @@ from __future__ import annotations
 from importlib import resources
 
 import pytest
-from conftest import oracle
+from conftest import need_module
 
-nvrtc = oracle(
+nvrtc = need_module(
     "cupy_backends.cuda.libs.nvrtc",
     "pip install cupy-cuda13x nvidia-cuda-nvrtc",
     module_level=True,
 )
-if oracle("cupy", "pip install cupy-cuda13x", module_level=True).__version__.endswith(
+if need_module("cupy", "pip install cupy-cuda13x", module_level=True).__version__.endswith(
     "cpu-emulator"
 ):
     pytest.skip("NVRTC's bindings need the real CuPy, not the emulator", allow_module_level=True)

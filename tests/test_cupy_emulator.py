@@ -153,16 +153,30 @@ module = cupy.RawModule(
     code="template <typename T> __global__ void past_end(T* x, long long n) { x[n] = T(1); }",
     name_expressions=["past_end<float>"],
 )
-module.get_function("past_end<float>")((1,), (1,), (cupy.zeros(5, cupy.float32), np.int64(5)))
+module.get_function("past_end<float>")((1,), (1,), (cupy.ALLOCATE(5, cupy.float32), np.int64(5)))
 """
 
 
-def test_out_of_bounds_writes_stop_the_run_when_sanitized():
+# zeros: an exact-size NumPy allocation; empty: a 512-byte block from the emulator's pool,
+# whose slack past the array is poisoned
+@pytest.mark.parametrize(
+    ("allocate", "report"), [("zeros", "heap-buffer-overflow"), ("empty", "use-after-poison")]
+)
+def test_out_of_bounds_writes_stop_the_run_when_sanitized(allocate, report):
     if not os.environ.get("FASTNN_EMU_SANITIZE"):
         pytest.skip("kernels are bounds-checked with FASTNN_EMU_SANITIZE=1 and libasan (CI)")
-    done = subprocess.run([sys.executable, "-c", OUT_OF_BOUNDS], capture_output=True, text=True)
+    script = OUT_OF_BOUNDS.replace("ALLOCATE", allocate)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode != 0
-    assert "heap-buffer-overflow" in done.stderr
+    assert report in done.stderr, done.stderr[-2000:]
+
+
+def test_the_pool_hands_a_freed_block_to_the_next_array_of_its_bin():
+    a = cupy.empty(10, cupy.float32)
+    address = a.data.ptr
+    del a
+    b = cupy.empty(100, cupy.float32)  # 400 bytes: the same 512-byte bin
+    assert b.data.ptr == address
 
 
 def test_new_arrays_hold_values_that_show_when_read_before_written():

@@ -76,6 +76,18 @@ def test_unusable_gpu_is_explained(cupy_backend_module, driver, runtime, devices
     assert message.split(":")[0].split(" ")[0] in fastnn.backends.unavailable_reason("cupy")
 
 
+@pytest.mark.parametrize(
+    ("driver", "runtime"),
+    [(13000, 13020), (13000, 13000), (12020, 12080), (13020, 12080)],
+    ids=["13.0-driver-13.2-cupy", "same", "12.2-driver-12.8-cupy", "newer-driver"],
+)
+def test_a_driver_of_the_same_major_cuda_version_is_accepted(cupy_backend_module, driver, runtime):
+    """CUDA's minor-version compatibility: a 13.0 driver (580) runs cupy-cuda13x 14.2,
+    whose runtime says 13.2, as CuPy itself assumes. The GPU machine lent to us is this."""
+    module = cupy_backend_module(fake_cupy(driver, runtime, 1))
+    module.check_device()  # no error
+
+
 def test_cupy_not_installed_gives_the_install_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", None)  # "import cupy" fails
     monkeypatch.delitem(sys.modules, "fastnn.backends.cupy_backend", raising=False)

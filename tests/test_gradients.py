@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import oracle, tolerance
+from conftest import need_module, tolerance
 
 import fastnn
 from fastnn.backends import Backend
@@ -140,7 +140,7 @@ def test_gradients_api_shapes_and_agreement_with_float64(candidate, rng):
     [("mse", "tanh"), ("cross_entropy", "softmax"), ("binary_cross_entropy", "sigmoid")],
 )
 def test_gradients_match_pytorch(backend, loss, output, rng):
-    torch = oracle("torch", "pip install torch")
+    torch = need_module("torch", "pip install torch")
     X, y = problem(loss, 3, rng, n=11)
     model = fastnn.MLP(
         [4, 6, 3],

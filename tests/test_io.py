@@ -8,11 +8,13 @@ import struct
 
 import numpy as np
 import pytest
-from safetensors.numpy import save_file
+from conftest import need_module
 
-import fastnn
-from fastnn import ModelFileError
-from fastnn.io import checksum, load_model, save_model
+save_file = need_module("safetensors.numpy", "pip install safetensors", module_level=True).save_file
+
+import fastnn  # noqa: E402
+from fastnn import ModelFileError  # noqa: E402
+from fastnn.io import checksum, load_model, save_model  # noqa: E402
 
 
 @pytest.fixture

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 from conftest import skip_unless_required, tolerance
 
+import fastnn
 from fastnn.backends import get_backend, unavailable_reason
 
 
@@ -242,3 +245,53 @@ def test_finite_flag_finds_a_non_finite_loss_or_gradient_anywhere(backend, dtype
 def test_all_finite_does_not_overflow_on_huge_finite_values(backend, dtype):
     b = get_backend(backend)
     assert b.all_finite([b.asarray(np.full(1000, np.finfo(dtype).max, dtype=dtype))])
+
+
+def _cupy_backend():
+    reason = unavailable_reason("cupy")
+    if reason is not None:
+        skip_unless_required("cupy", f"[cupy] {reason}")
+    return fastnn.get_backend("cupy")
+
+
+def test_cupy_pointer_tables_do_not_outlive_an_address_reused_at_another_size():
+    """CuPy's pool gives a freed block to the next array of the same rounded size (512
+    bytes), so a new array can have a dead one's address, and even its Python id, with
+    another size. A table cached for the old array must not be used for the new one."""
+    backend = _cupy_backend()
+    import cupy
+
+    for _ in range(100):
+        old = cupy.empty(10, cupy.float32)
+        old.fill(1.0)
+        assert bool(backend.finite_flag([old]))  # builds and caches old's table
+        key = (id(old), old.data.ptr)
+        del old
+        new = cupy.empty(12, cupy.float32)  # 48 bytes: the same 512-byte bin
+        if (id(new), new.data.ptr) == key:
+            break
+    else:
+        pytest.fail("the pool never handed the freed block to the next array")
+    new.fill(1.0)
+    new[11] = np.nan  # past the old array's 10 elements
+    assert not bool(backend.finite_flag([new]))
+
+
+def test_cupy_kernels_are_looked_up_once_per_name_and_dtype(monkeypatch, rng):
+    backend = _cupy_backend()
+    import cupy
+
+    looked_up = []
+    original = cupy.RawModule.get_function
+    monkeypatch.setattr(
+        cupy.RawModule,
+        "get_function",
+        lambda self, name: looked_up.append(name) or original(self, name),
+    )
+    cupy_backend = sys.modules[type(backend).__module__]  # the module the backend runs
+    for module in (cupy_backend._DENSE, cupy_backend._OPTIM):
+        monkeypatch.setattr(module, "_functions", {})
+    X, y = rng.normal(size=(64, 5)), rng.integers(0, 3, size=64)
+    model = fastnn.MLP([5, 8, 3], activation="relu", loss="cross_entropy", backend="cupy", seed=0)
+    model.fit(X, y, epochs=3, batch_size=8, optimizer="adam")  # 24 steps
+    assert looked_up and len(looked_up) == len(set(looked_up)), looked_up

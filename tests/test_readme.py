@@ -21,7 +21,11 @@ GPU = "# needs a GPU"
 @pytest.mark.parametrize(
     "index",
     [
-        pytest.param(i, id=f"block{i}-cupy" if block.startswith(GPU) else f"block{i}")
+        pytest.param(
+            i,
+            id=f"block{i}-cupy" if block.startswith(GPU) else f"block{i}",
+            marks=[pytest.mark.files] if "save(" in block or "checkpoint=" in block else [],
+        )
         for i, block in enumerate(PYTHON_BLOCKS)
     ],
 )

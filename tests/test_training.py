@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -387,3 +389,24 @@ def test_cupy_arrays_given_to_a_cpu_model_are_refused_with_the_fix(cupy_module, 
     for (W, b), (W0, b0) in zip(model.get_weights(), before):
         np.testing.assert_array_equal(W, W0)
         np.testing.assert_array_equal(b, b0)
+
+
+TRAIN_WITHOUT_FILE_LIBRARIES = """
+import sys
+sys.modules["safetensors"] = None  # as if not installed
+sys.modules["tqdm"] = None
+import numpy as np, fastnn
+rng = np.random.default_rng(0)
+X, y = rng.normal(size=(40, 3)), rng.integers(0, 2, size=40)
+model = fastnn.MLP([3, 4, 2], loss="cross_entropy", seed=0)
+model.fit(X, y, epochs=2, batch_size=8, validation_data=(X, y), patience=3, progress=False)
+print(model.predict(X[:3]), model.evaluate(X, y)["accuracy"])
+"""
+
+
+def test_training_needs_neither_safetensors_nor_tqdm():
+    """A bare GPU image may lack both: fit, predict and evaluate import neither."""
+    done = subprocess.run(
+        [sys.executable, "-c", TRAIN_WITHOUT_FILE_LIBRARIES], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr

@@ -36,7 +36,12 @@ _MAX_GRID_Y = 65535  # CUDA's limit on gridDim.y
 
 
 def check_device() -> None:
-    """Raise ``RuntimeError`` saying why CuPy cannot use a GPU here, if it cannot."""
+    """Raise ``RuntimeError`` saying why CuPy cannot use a GPU here, if it cannot.
+
+    Only the major CUDA versions are compared: within a major version CUDA promises
+    minor-version compatibility (a CUDA 13.0 driver runs a CuPy built with the 13.2
+    runtime), as CuPy itself assumes. Anything finer is CuPy's to report, when it runs.
+    """
     runtime = cupy.cuda.runtime
     driver = runtime.driverGetVersion()
     built_for = runtime.runtimeGetVersion()
@@ -45,11 +50,11 @@ def check_device() -> None:
             "CuPy is installed but no usable GPU: no NVIDIA driver was found. The cupy "
             "backend needs an NVIDIA GPU with its driver; use backend='numpy' or 'numba' here"
         )
-    if driver < built_for:
+    if driver // 1000 < built_for // 1000:
         raise RuntimeError(
             f"CUDA version mismatch: the NVIDIA driver supports CUDA {_version(driver)} but "
-            f"this CuPy was built for CUDA {_version(built_for)}. Install the CuPy matching "
-            f"the driver ({INSTALL_HINT}) or update the driver"
+            f"this CuPy was built for CUDA {_version(built_for)}, a newer major version. "
+            f"Install the CuPy matching the driver ({INSTALL_HINT}) or update the driver"
         )
     try:
         count = runtime.getDeviceCount()
@@ -67,15 +72,26 @@ def _version(v: int) -> str:
 
 
 class _Module:
-    """One ``.cu`` file, compiled per dtype on first use."""
+    """One ``.cu`` file, compiled per dtype on first use; its kernels looked up once.
+
+    (``RawModule.get_function`` builds a new ``RawKernel`` and asks the driver for the
+    function on every call, so the kernels are kept, per name and dtype.)
+    """
 
     def __init__(self, filename: str, kernels: tuple[str, ...]) -> None:
         self.filename = filename
         self.kernels = kernels
         self._compiled: dict[str, Any] = {}
+        self._functions: dict[tuple[str, Any], Any] = {}
 
     def get(self, kernel: str, dtype: Any) -> Any:
-        ctype = _CTYPES[numpy.dtype(dtype)]
+        function = self._functions.get((kernel, dtype))
+        if function is None:
+            function = self._function(kernel, _CTYPES[numpy.dtype(dtype)])
+            self._functions = {**self._functions, (kernel, dtype): function}  # thread-safe
+        return function
+
+    def _function(self, kernel: str, ctype: str) -> Any:
         if ctype not in self._compiled:
             source = resources.files("fastnn.kernels").joinpath(self.filename).read_text()
             self._compiled[ctype] = cupy.RawModule(
@@ -342,7 +358,12 @@ class CupyBackend(Backend):
         """Device tables of pointers for each group of arrays, the tensors' offsets, the
         decays; uploaded once and reused while the arrays stay the same (the most recent
         few sets are kept: a training step uses two)."""
-        key = (tuple(decays), *((id(a), a.data.ptr) for group in groups for a in group))
+        # Everything a table depends on: CuPy's pool hands a freed block to the next array
+        # of its rounded size, so an address alone may now hold an array of another size.
+        key = (
+            tuple(decays),
+            *((a.data.ptr, a.size, a.dtype.str) for group in groups for a in group),
+        )
         entry = self._pointer_tables.get(key)
         if entry is None:
             dtype = groups[0][0].dtype

@@ -40,11 +40,19 @@ _IMPLICIT = (
 
 
 class MemoryPool:
-    """Counts the bytes of live device arrays (CuPy's pool, without the caching)."""
+    """CuPy's pool, as far as fastnn can tell: ``empty`` takes blocks rounded up to 512
+    bytes and a freed block goes straight back out to the next request of its rounded
+    size, so a new array can sit at the address of a dead one of another size, as on a
+    GPU. Other arrays (results of NumPy functions) are counted but not pooled. Under
+    AddressSanitizer the slack past each array and every free block are poisoned, so
+    kernels that read or write there still fail."""
+
+    BIN = 512
 
     def __init__(self) -> None:
         self._used = 0
         self._live: dict[int, Any] = {}
+        self._free: dict[int, list[numpy.ndarray]] = {}
         self._lock = threading.RLock()  # a finalizer may run inside _track
 
     def _track(self, a: numpy.ndarray) -> None:
@@ -58,11 +66,54 @@ class MemoryPool:
             self._used -= nbytes
             self._live.pop(key, None)
 
+    def malloc(self, shape: Any, dtype: Any) -> numpy.ndarray:
+        """A new array over a pooled block: a freed one of the same rounded size if any."""
+        dtype = numpy.dtype(dtype)
+        nbytes = int(numpy.prod(shape, dtype=numpy.int64)) * dtype.itemsize
+        size = max(self.BIN, -(-nbytes // self.BIN) * self.BIN)
+        with self._lock:
+            free = self._free.get(size)
+            block = free.pop() if free else numpy.empty(size, numpy.uint8)
+            self._used += size
+        _poison(block, 0, size, False)
+        _poison(block, nbytes, size - nbytes, True)
+        a = block[:nbytes].view(dtype).reshape(shape)
+        weakref.finalize(a, self._give_back, block)
+        return a
+
+    def _give_back(self, block: numpy.ndarray) -> None:
+        _poison(block, 0, block.size, True)
+        with self._lock:
+            self._used -= block.size
+            self._free.setdefault(block.size, []).append(block)
+
     def used_bytes(self) -> int:
         return self._used
 
     def free_bytes(self) -> int:
-        return 0
+        with self._lock:
+            return sum(size * len(blocks) for size, blocks in self._free.items())
+
+
+def _asan() -> Any:
+    """libasan's poisoning calls when it is loaded (CI's sanitized run), else None."""
+    try:
+        process = ctypes.CDLL(None)
+        poison = process.__asan_poison_memory_region
+        unpoison = process.__asan_unpoison_memory_region
+    except AttributeError:
+        return None
+    for f in (poison, unpoison):
+        f.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    return poison, unpoison
+
+
+_ASAN = _asan()
+
+
+def _poison(block: numpy.ndarray, offset: int, size: int, poisoned: bool) -> None:
+    if _ASAN is not None and size > 0:
+        _ASAN[0 if poisoned else 1](block.ctypes.data + offset, size)
 
 
 _POOL = MemoryPool()
@@ -260,7 +311,9 @@ def array(a: Any, dtype: Any = None, copy: bool = True, order: str = "K") -> nda
 def empty(shape: Any, dtype: Any = float, order: str = "C") -> ndarray:
     """Uninitialized as on a GPU, and visibly so: floats are NaN, integers their maximum,
     so a kernel or workspace that reads before writing shows up in results."""
-    a = numpy.empty(shape, dtype, order)
+    if order not in ("C", "c"):
+        raise NotImplementedError("the emulator's pool gives C-ordered arrays only")
+    a = _POOL.malloc(shape, dtype)
     kind = a.dtype.kind
     if kind in "fc":
         a.fill(numpy.nan)
