@@ -12,7 +12,7 @@ from .backends import available_backends, get_backend, known_backends, use_backe
 from .conformance import check_backends
 from .errors import ModelFileError, TrainingDivergedError
 from .gradcheck import gradcheck
-from .layers import Dense
+from .layers import Activation, Dense, Layer
 from .model import MLP, Sequential
 from .optimizers import SGD, Adam
 from .perceptron import Perceptron
@@ -37,6 +37,8 @@ def to_numpy(array: Any) -> Any:
 
 __all__ = [
     "MLP",
+    "Activation",
+    "Layer",
     "SGD",
     "Adam",
     "Dense",

@@ -74,9 +74,8 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     path = Path(path)
     parsed: dict[str, Any] = {}
 
-    def optimizer_tensors(metadata: dict[str, str], layers: list) -> dict[str, list[int]]:
+    def optimizer_tensors(metadata: dict[str, str], shapes: list) -> dict[str, list[int]]:
         parsed.update(_parse(path, metadata))
-        shapes = [s for layer in layers for s in ([layer.n_out, layer.n_in], [layer.n_out])]
         tensors = {}
         for name, count in parsed["optimizer"]["state"].items():
             if count not in (0, len(shapes)):
@@ -85,7 +84,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
                     f"for {len(shapes)} parameters"
                 )
             for k in range(count):
-                tensors[f"optimizer.{name}.{k}"] = shapes[k]
+                tensors[f"optimizer.{name}.{k}"] = list(shapes[k])
         return tensors
 
     contents = read_file(path, CHECKPOINT_FORMAT, optimizer_tensors)

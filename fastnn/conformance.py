@@ -98,26 +98,27 @@ def _host(model: Any, a: Any) -> Any:
 
 
 def _trace_step(model: Any, X: Any, T: Any, lr: float) -> list[tuple[str, int | None, str, Any]]:
-    """Every intermediate of one SGD step, as host float64 copies, in the order computed."""
+    """Every intermediate of one SGD step, as host float64 copies, in the order computed:
+    each layer's output, the loss, each layer's gradients by name (last layer first) and
+    each parameter after the update."""
     out: list[tuple[str, int | None, str, Any]] = []
     *hidden, last = model.layers
     H = X
     for i, layer in enumerate(hidden):
         H = layer.forward(H, train=True)
         out.append(("forward", i, "H", _host(model, H)))
-    fused = model.loss.output_activation is not None
+    fused = model._fused
     res = last.forward_logits(H, train=True) if fused else last.forward(H, train=True)
     out.append(("forward", len(hidden), "Z" if fused else "H", _host(model, res)))
     loss, grad = model.loss(model.backend, res, T)
     out.append(("loss", None, "loss", _host(model, model.backend.asarray([float(loss)]))))
     n = len(model.layers)
     grad = (last.backward_logits if fused else last.backward)(grad, need_dX=n > 1)
-    for i in range(n - 2, -1, -1):
-        out.append(("backward", i + 1, "dW", _host(model, model.layers[i + 1].dW)))
-        out.append(("backward", i + 1, "db", _host(model, model.layers[i + 1].db)))
-        grad = model.layers[i].backward(grad, need_dX=i > 0)
-    out.append(("backward", 0, "dW", _host(model, model.layers[0].dW)))
-    out.append(("backward", 0, "db", _host(model, model.layers[0].db)))
+    for i in range(n - 1, -1, -1):
+        if i < n - 1:
+            grad = model.layers[i].backward(grad, need_dX=i > 0)
+        for name, g in model.layers[i].gradients().items():
+            out.append(("backward", i, "d" + name, _host(model, g)))
     model.backend.sgd_step(
         model.parameters(),
         model.parameter_gradients(),
@@ -128,8 +129,8 @@ def _trace_step(model: Any, X: Any, T: Any, lr: float) -> list[tuple[str, int | 
         [0.0] * len(model.parameters()),
     )
     for i, layer in enumerate(model.layers):
-        out.append(("update", i, "W", _host(model, layer.W)))
-        out.append(("update", i, "b", _host(model, layer.b)))
+        for name, p in layer.parameters().items():
+            out.append(("update", i, name, _host(model, p)))
     return out
 
 

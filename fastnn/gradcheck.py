@@ -54,7 +54,7 @@ def gradcheck(
     errors = []
     for layer, grads in zip(clone.layers, analytic, strict=True):
         worst = 0.0
-        for param, grad in zip(layer.parameters(), grads, strict=True):
+        for param, grad in zip(layer.parameters().values(), grads, strict=True):
             host = backend.to_numpy(param).copy()
             flat = host.reshape(-1)
             n = flat.size

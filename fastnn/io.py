@@ -1,18 +1,21 @@
 """Model files: safetensors (no pickle, nothing executes on load), written atomically.
 
-A file holds one tensor per parameter, ``layers.<l>.W`` (n_out, n_in) and
-``layers.<l>.b`` (n_out,), and string metadata: ``format`` (``"fastnn"``),
-``format_version``, ``fastnn_version``, ``architecture`` (JSON: the model class,
-the layers' sizes and activations, the loss and the dtype) and ``checksum``.
+A file holds one tensor per parameter and buffer of each layer, ``layers.<l>.<name>``
+(``layers.0.W`` (n_out, n_in), ``layers.0.b`` (n_out,) for a dense layer), and string
+metadata: ``format`` (``"fastnn"``), ``format_version``, ``fastnn_version``,
+``architecture`` (JSON: the model class, each layer's kind and config, the loss, the
+dtype, and for an ``MLP`` the arguments that build it) and ``checksum``.
 
 The checksum is ``"sha256:"`` and the SHA-256 hex digest of, for each tensor in name
 order, the line ``tensor <name> <dtype> [<d0>,<d1>,...]\n`` and the tensor's bytes, then
 for each other metadata entry in key order the line ``metadata <key> <byte length>\n``
 and the value's UTF-8 bytes. A file whose bytes do not match it is refused, so a flipped
 bit anywhere that matters (a weight, a shape, a setting) is caught. Format 1 (fastnn 0.1)
-had no checksum; its model files are still read.
+had no checksum and stored dense layers only, as ``[n_in, n_out, activation]``; its model
+files are still read.
 
-Loading checks all of it against the tensors before creating anything.
+Loading checks all of it against the tensors before creating anything, and nothing in a
+file is executed: layer kinds are looked up in the registry of fastnn's layer classes.
 """
 
 from __future__ import annotations
@@ -31,9 +34,8 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save as safetensors_bytes
 
-from .activations import ACTIVATIONS
 from .errors import ModelFileError
-from .layers import Dense
+from .layers import Layer, layer_from_config
 from .losses import LOSSES, get_loss
 from .model import DTYPES, MLP, Sequential, check_layers
 
@@ -79,26 +81,31 @@ def write_file(
     string ``metadata``, as a safetensors file of format ``fmt``."""
     from . import __version__
 
-    all_tensors: dict[str, np.ndarray] = {}
-    for i, (W, b) in enumerate(model.get_weights()):
-        all_tensors[f"layers.{i}.W"] = np.ascontiguousarray(W)
-        all_tensors[f"layers.{i}.b"] = np.ascontiguousarray(b)
+    all_tensors = {k: np.ascontiguousarray(v) for k, v in model.state_dict().items()}
     all_tensors.update({k: np.ascontiguousarray(v) for k, v in (tensors or {}).items()})
-    architecture = {
-        "class": "MLP" if isinstance(model, MLP) else "Sequential",
-        "layers": [[layer.n_in, layer.n_out, layer.activation] for layer in model.layers],
-        "loss": model.loss.name,
-        "dtype": model.dtype,
-    }
+    all_metadata_architecture = architecture_of(model)
     all_metadata = {
         "format": fmt,
         "format_version": str(FORMAT_VERSION),
         "fastnn_version": __version__,
-        "architecture": json.dumps(architecture),
+        "architecture": json.dumps(all_metadata_architecture),
         **(metadata or {}),
     }
     all_metadata["checksum"] = checksum(all_tensors, all_metadata)
     atomic_write(path, safetensors_bytes(all_tensors, metadata=all_metadata))
+
+
+def architecture_of(model: Sequential) -> dict[str, Any]:
+    """What a file stores of ``model`` besides its tensors: plain values only."""
+    architecture: dict[str, Any] = {
+        "class": "MLP" if isinstance(model, MLP) else "Sequential",
+        "layers": [{"kind": layer.kind, "config": layer.config()} for layer in model.layers],
+        "loss": model.loss.name,
+        "dtype": model.dtype,
+    }
+    if isinstance(model, MLP):
+        architecture["mlp"] = model._mlp
+    return architecture
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -170,8 +177,8 @@ class FileContents:
     """What :func:`read_file` found, all checked against each other."""
 
     architecture: dict[str, Any]
-    layers: list[Dense]
-    weights: list[tuple[np.ndarray, np.ndarray]]
+    layers: list[Layer]
+    state: dict[str, np.ndarray]  # layers.<l>.<name>: every parameter and buffer
     metadata: dict[str, str]
     extra: dict[str, np.ndarray]
 
@@ -179,12 +186,14 @@ class FileContents:
 def read_file(
     path: Path,
     fmt: str,
-    extra_tensors: Callable[[dict[str, str], list[Dense]], dict[str, list[int]]] | None = None,
+    extra_tensors: Callable[[dict[str, str], list[tuple[int, ...]]], dict[str, list[int]]]
+    | None = None,
 ) -> FileContents:
     """Read and check a file written by :func:`write_file` with format ``fmt``.
 
-    ``extra_tensors(metadata, layers)`` names the tensors beyond the weights the file must
-    hold, with their shapes (checked, like the weights', before anything is read).
+    ``extra_tensors(metadata, parameter_shapes)`` names the tensors beyond the layers'
+    the file must hold, with their shapes (checked, like the layers', before anything is
+    read); ``parameter_shapes`` are the model's parameters' shapes, in order.
     """
     if not path.is_file():
         raise FileNotFoundError(f"no {'model' if fmt == FORMAT else fmt} file at {path}")
@@ -196,38 +205,57 @@ def read_file(
             if version > _UNCHECKED_VERSION:
                 _check_checksum(path, f, metadata)
             architecture = _read_architecture(path, metadata)
-            layers = _layers_from(path, architecture)
-            extra = extra_tensors(metadata, layers) if extra_tensors else {}
-            _check_tensors(path, f, layers, architecture["dtype"], extra)
-            weights = [
-                (f.get_tensor(f"layers.{i}.W"), f.get_tensor(f"layers.{i}.b"))
-                for i in range(len(layers))
+            layers, expected = _layers_from(path, architecture, version)
+            parameter_shapes = [
+                tuple(expected[f"layers.{i}.{name}"])
+                for i, layer in enumerate(layers)
+                for name in layer.parameter_names
             ]
+            extra = extra_tensors(metadata, parameter_shapes) if extra_tensors else {}
+            _check_tensors(path, f, expected, architecture["dtype"], extra)
+            state = {name: f.get_tensor(name) for name in expected}
             extra_arrays = {name: f.get_tensor(name) for name in extra}
     except SafetensorError as exc:
         raise ModelFileError(f"{path} is not a readable safetensors file: {exc}") from None
-    for i, (W, b) in enumerate(weights):
-        if not (np.isfinite(W).all() and np.isfinite(b).all()):
-            raise ModelFileError(f"{path}: layer {i} holds NaN or infinite weights")
-    return FileContents(architecture, layers, weights, metadata, extra_arrays)
+    for name, value in state.items():
+        if not np.isfinite(value).all():
+            raise ModelFileError(f"{path}: {name} holds NaN or infinite values")
+    return FileContents(architecture, layers, state, metadata, extra_arrays)
 
 
 def build_model(contents: FileContents, backend: Any = None) -> Sequential:
-    """The model a file describes, with its weights, on ``backend``."""
+    """The model a file describes, with its parameters and buffers, on ``backend``."""
     architecture, layers = contents.architecture, contents.layers
     kwargs = {"loss": architecture["loss"], "backend": backend, "dtype": architecture["dtype"]}
-    if architecture["class"] == "MLP" and _is_mlp(layers):
-        sizes = [layers[0].n_in] + [layer.n_out for layer in layers]
-        model: Sequential = MLP(
-            sizes,
-            activation=layers[0].activation if len(layers) > 1 else "relu",
-            output=layers[-1].activation,
-            **kwargs,
-        )
-    else:
+    model: Sequential | None = None
+    if architecture["class"] == "MLP":
+        mlp = architecture.get("mlp") or _mlp_of_dense_layers(layers)
+        if mlp is not None:
+            with contextlib.suppress(TypeError, ValueError):
+                candidate = MLP(**mlp, **kwargs)
+                if _configs(candidate.layers) == _configs(layers):
+                    model = candidate
+    if model is None:
         model = Sequential(layers, **kwargs)
-    model.set_weights(contents.weights)
+    model.load_state_dict(contents.state)
     return model
+
+
+def _configs(layers: list[Layer]) -> list[tuple[str, dict[str, Any]]]:
+    return [(layer.kind, layer.config()) for layer in layers]
+
+
+def _mlp_of_dense_layers(layers: list[Layer]) -> dict[str, Any] | None:
+    """MLP arguments for a format-1 file's dense layers, if they fit an MLP."""
+    configs = [layer.config() for layer in layers]
+    hidden = {c["activation"] for c in configs[:-1]}
+    if len(hidden) > 1:
+        return None
+    return {
+        "sizes": [configs[0]["n_in"]] + [c["n_out"] for c in configs],
+        "activation": hidden.pop() if hidden else "relu",
+        "output": configs[-1]["activation"],
+    }
 
 
 def _check_header_size(path: Path) -> None:
@@ -308,33 +336,47 @@ def _read_architecture(path: Path, metadata: dict[str, str]) -> dict[str, Any]:
     return architecture
 
 
-def _layers_from(path: Path, architecture: dict[str, Any]) -> list[Dense]:
+def _layers_from(
+    path: Path, architecture: dict[str, Any], version: int
+) -> tuple[list[Layer], dict[str, list[int]]]:
+    """The file's layers, checked to chain and to suit the loss, and the names and shapes
+    of the tensors they need; nothing is allocated."""
     layers = []
+    kind: Any
+    config: Any
     for i, spec in enumerate(architecture["layers"]):
-        valid = (
-            isinstance(spec, list)
-            and len(spec) == 3
-            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in spec[:2])
-            and spec[2] in ACTIVATIONS
-        )
+        if version == _UNCHECKED_VERSION:  # fastnn 0.1: [n_in, n_out, activation]
+            valid = isinstance(spec, list) and len(spec) == 3
+            kind, config = (
+                "Dense",
+                dict(zip(("n_in", "n_out", "activation"), spec or [], strict=False)),
+            )
+        else:
+            valid = isinstance(spec, dict) and set(spec) == {"kind", "config"}
+            kind, config = (spec["kind"], spec["config"]) if valid else (None, None)
+            valid = valid and isinstance(kind, str) and isinstance(config, dict)
         if not valid:
             raise ModelFileError(f"{path}: layer {i} is malformed: {spec!r:.100}")
-        layers.append(Dense(*spec))
+        try:
+            layers.append(layer_from_config(kind, config))
+        except (TypeError, ValueError) as exc:
+            raise ModelFileError(f"{path}: layer {i} is malformed: {exc}") from None
     try:
-        check_layers(layers, get_loss(architecture["loss"]))
+        widths = check_layers(layers, get_loss(architecture["loss"]))
     except (TypeError, ValueError) as exc:
         raise ModelFileError(f"{path}: the architecture is inconsistent: {exc}") from None
-    return layers
+    expected = {
+        f"layers.{i}.{name}": list(shape)
+        for i, (layer, width) in enumerate(zip(layers, widths, strict=False))
+        for name, shape in layer.shapes(width).items()
+    }
+    return layers, expected
 
 
 def _check_tensors(
-    path: Path, f: Any, layers: list[Dense], dtype: str, extra: dict[str, list[int]]
+    path: Path, f: Any, expected: dict[str, list[int]], dtype: str, extra: dict[str, list[int]]
 ) -> None:
-    expected = {}
-    for i, layer in enumerate(layers):
-        expected[f"layers.{i}.W"] = [layer.n_out, layer.n_in]
-        expected[f"layers.{i}.b"] = [layer.n_out]
-    expected.update(extra)
+    expected = {**expected, **extra}
     names = set(f.keys())
     if names != set(expected):
         missing = sorted(set(expected) - names)
@@ -351,7 +393,3 @@ def _check_tensors(
                 f"{path}: tensor {name} is {sl.get_dtype()} {sl.get_shape()}, "
                 f"expected {want_dtype} {shape}"
             )
-
-
-def _is_mlp(layers: list[Dense]) -> bool:
-    return len({layer.activation for layer in layers[:-1]}) <= 1

@@ -1,4 +1,9 @@
-"""Models: ``Sequential`` stacks dense layers under a loss; ``MLP`` builds one from sizes."""
+"""Models: ``Sequential`` stacks layers under a loss; ``MLP`` builds one from sizes.
+
+Everything here goes through the layer protocol (:mod:`fastnn.layers.base`): layers,
+their named parameters and buffers, their configs. No layer class is named, except in
+:class:`MLP`, which builds its layers from sizes.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,8 @@ from typing import Any
 
 from .activations import check_activation
 from .backends import Backend, get_backend
-from .init import initial_weights, make_rng
-from .layers import Dense
+from .init import make_rng
+from .layers import LAYERS, Dense, Layer, layer_from_config
 from .losses import DEFAULT_OUTPUT, Loss, get_loss
 from .random import derive_key, fresh_entropy
 from .validation import check_features, check_targets, positive_int
@@ -31,51 +36,69 @@ def batch_slices(n: int, batch_size: int) -> Iterator[slice]:
         yield slice(start, min(start + batch_size, n))
 
 
-def check_layers(layers: Sequence[Dense], loss: Loss) -> None:
-    """That ``layers`` chain (each takes what the one before gives) and end in the output
-    activation ``loss`` needs; ``TypeError`` or ``ValueError`` naming the layer if not."""
+def check_layers(layers: Sequence[Layer], loss: Loss) -> list[int]:
+    """That ``layers`` chain (each takes the width the one before gives) and end as ``loss``
+    needs; returns the widths ``[n_features, out_1, ..., n_outputs]``. ``TypeError`` or
+    ``ValueError`` naming the layers at fault if not. Builds nothing."""
     if not layers:
         raise ValueError("Sequential needs at least one layer")
     for i, layer in enumerate(layers):
-        if not isinstance(layer, Dense):
-            raise TypeError(f"layer {i} is {layer!r}; Sequential takes fastnn.Dense layers")
-        if i and layer.n_in != layers[i - 1].n_out:
-            raise ValueError(
-                f"layer {i} {layer!r} expects {layer.n_in} inputs but layer {i - 1} "
-                f"{layers[i - 1]!r} gives {layers[i - 1].n_out}"
+        if not isinstance(layer, Layer):
+            raise TypeError(
+                f"layer {i} is {layer!r}; Sequential takes fastnn layers ({', '.join(LAYERS)}, "
+                "or a subclass of fastnn.Layer)"
             )
+    first = layers[0].declared_input()
+    if first is None:
+        raise ValueError(
+            f"layer 0 {layers[0]!r} does not say its input width; start with a layer that "
+            "does, such as Dense(n_in, n_out)"
+        )
+    widths = [first]
+    for i, layer in enumerate(layers):
+        declared = layer.declared_input()
+        if declared is not None and declared != widths[-1]:
+            raise ValueError(
+                f"layer {i} {layer!r} expects {declared} inputs but layer {i - 1} "
+                f"{layers[i - 1]!r} gives {widths[-1]}"
+            )
+        widths.append(layer.output_width(widths[-1]))
     last = layers[-1]
     want = loss.output_activation
-    if want is not None and last.activation != want:
+    if want is not None and last.output_activation != want:
         raise ValueError(f"loss {loss.name!r} needs a {want!r} output layer, got {last!r}")
-    if loss.name == "cross_entropy" and last.n_out < 2:
+    if loss.name == "cross_entropy" and widths[-1] < 2:
         raise ValueError(
             f"cross_entropy over {last!r} is constant (softmax of one output is 1); use "
             "2 outputs, or 1 sigmoid output with loss='binary_cross_entropy'"
         )
+    return widths
 
 
 class Sequential:
-    """Dense layers applied in order, trained to minimize a loss.
+    """Layers applied in order, trained to minimize a loss.
 
     Parameters
     ----------
-    layers : sequence of Dense
-        ``layers[l]`` maps ``h^l`` to ``h^(l+1)``; sizes must chain.
+    layers : sequence of Layer
+        ``layers[l]`` maps ``h^l`` to ``h^(l+1)``: any mix of ``Dense``, ``Activation``,
+        ``BatchNorm``, ``Dropout`` or other :class:`~fastnn.layers.Layer` subclasses; the
+        first must give the input width. ``model.layers`` holds these objects.
     loss : str
-        ``"mse"``, ``"cross_entropy"`` (needs a softmax output layer) or
-        ``"binary_cross_entropy"`` (needs a sigmoid output layer).
+        ``"mse"``, ``"cross_entropy"`` (the network must end with softmax) or
+        ``"binary_cross_entropy"`` (must end with sigmoid). Those two are fused with the
+        final activation: the loss takes its input ``Z`` and returns ``dZ``.
     backend : str or Backend, optional
         ``"numpy"`` and any other registered name; default from ``FASTNN_BACKEND``.
     dtype : str
         ``"float32"`` (default) or ``"float64"``: weights and computations.
     seed : int, optional
-        Seeds the initial weights and the batch orders of :meth:`fit`.
+        Seeds the initial weights, the batch orders of :meth:`fit` and dropout masks.
     """
 
     def __init__(
         self,
-        layers: Sequence[Dense],
+        layers: Sequence[Layer],
         loss: str = "mse",
         backend: str | Backend | None = None,
         dtype: str = "float32",
@@ -83,7 +106,7 @@ class Sequential:
     ) -> None:
         self.layers = list(layers)
         self.loss: Loss = get_loss(loss)
-        self._check_layers()
+        self._widths = check_layers(self.layers, self.loss)
         self.dtype = check_dtype(dtype)
         self.backend = get_backend(backend)
         self.seed = seed
@@ -92,35 +115,40 @@ class Sequential:
         # is visited in an order that depends on this key, from the seed, and e alone.
         self._order_key = derive_key(seed if seed is not None else fresh_entropy())
         self._epochs_trained = 0
-        for layer in self.layers:
-            W, b = initial_weights(self._rng, layer.n_in, layer.n_out, layer.activation)
-            layer.set_weights(self.backend, W, b, self.dtype)
+        for layer, width in zip(self.layers, self._widths, strict=False):
+            layer.build(self.backend, self.dtype, self._rng, width)
         self.history: dict[str, list[float]] = {}
         self.optimizer: Any = None
-
-    def _check_layers(self) -> None:
-        check_layers(self.layers, self.loss)
 
     # -- description --------------------------------------------------------------
 
     @property
     def n_features(self) -> int:
         """Inputs the model expects."""
-        return self.layers[0].n_in
+        return self._widths[0]
 
     @property
     def n_outputs(self) -> int:
         """Outputs of the last layer (classes, for ``cross_entropy``)."""
-        return self.layers[-1].n_out
+        return self._widths[-1]
 
     @property
     def is_classifier(self) -> bool:
         """Whether :meth:`predict` returns classes."""
         return self.loss.classifier
 
+    @property
+    def _fused(self) -> bool:
+        """Whether the loss takes the last layer's pre-activation (softmax + cross-entropy,
+        sigmoid + binary cross-entropy: decided by the loss and the last layer)."""
+        return (
+            self.loss.output_activation is not None
+            and self.layers[-1].output_activation == self.loss.output_activation
+        )
+
     def n_parameters(self) -> int:
-        """Number of weights and biases."""
-        return sum(layer.n_out * (layer.n_in + 1) for layer in self.layers)
+        """Number of trained values (weights, biases, scales, shifts)."""
+        return sum(int(p.size) for p in self.parameters())
 
     def __repr__(self) -> str:
         layers = ", ".join(repr(layer) for layer in self.layers)
@@ -131,12 +159,43 @@ class Sequential:
         )
 
     def parameters(self) -> list:
-        """``[W^1, b^1, W^2, b^2, ...]`` as backend arrays (updated in place by training)."""
-        return [p for layer in self.layers for p in layer.parameters()]
+        """Every layer's parameters in order (``[W^1, b^1, W^2, b^2, ...]`` for dense
+        layers), as backend arrays updated in place by training."""
+        return [p for layer in self.layers for p in layer.parameters().values()]
 
     def parameter_gradients(self) -> list:
         """``[dW^1, db^1, ...]`` from the last backward pass, aligned with :meth:`parameters`."""
-        return [g for layer in self.layers for g in layer.gradients()]
+        return [g for layer in self.layers for g in layer.gradients().values()]
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"layers.<l>.<name>": host array}`` for every parameter and buffer."""
+        to_np = self.backend.to_numpy
+        return {
+            f"layers.{i}.{name}": to_np(value).copy()
+            for i, layer in enumerate(self.layers)
+            for name, value in layer.state().items()
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Set parameters and buffers from :meth:`state_dict`'s names; every shape is
+        checked before anything changes."""
+        expected = self._state_shapes()
+        if set(state) != set(expected):
+            missing = sorted(set(expected) - set(state))
+            unexpected = sorted(set(state) - set(expected))
+            raise ValueError(f"state names differ: missing {missing}, unexpected {unexpected}")
+        for name, shape in expected.items():
+            if tuple(state[name].shape) != shape:
+                raise ValueError(f"{name}: expected shape {shape}, got {tuple(state[name].shape)}")
+        for i, layer in enumerate(self.layers):
+            layer.load({n: state[f"layers.{i}.{n}"] for n in layer.state()}, self.dtype)
+
+    def _state_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {
+            f"layers.{i}.{name}": tuple(shape)
+            for i, (layer, width) in enumerate(zip(self.layers, self._widths, strict=False))
+            for name, shape in layer.shapes(width).items()
+        }
 
     # -- forward and backward ------------------------------------------------------
 
@@ -147,15 +206,15 @@ class Sequential:
         return X
 
     def train_batch(self, X: Any, T: Any) -> tuple[Any, Any]:
-        """Forward, loss and backward on one batch; sets every layer's ``dW, db``.
+        """Forward, loss and backward on one batch; sets every layer's gradients.
 
-        Returns ``(loss, out)``: the mean loss (a backend scalar) and the output layer's
-        logits ``Z`` (fused losses) or output ``H``, for accuracy.
+        Returns ``(loss, out)``: the mean loss (a backend scalar) and the last layer's
+        pre-activation ``Z`` (fused losses) or output ``H``, for accuracy.
         """
         *hidden, last = self.layers
         for layer in hidden:
             X = layer.forward(X, train=True)
-        fused = self.loss.output_activation is not None
+        fused = self._fused
         out = last.forward_logits(X, train=True) if fused else last.forward(X, train=True)
         loss, grad = self.loss(self.backend, out, T)
         n_layers = len(self.layers)
@@ -224,7 +283,7 @@ class Sequential:
     def _evaluate_host(self, X_host: Any, T_host: Any, batch_size: int) -> dict[str, float]:
         """:meth:`evaluate` on host arrays already checked."""
         backend = self.backend
-        fused = self.loss.output_activation is not None
+        fused = self._fused
         *hidden, last = self.layers
         total = correct = 0.0
         units = 0
@@ -249,16 +308,19 @@ class Sequential:
         labels = T_host.ndim == 1  # class ids (check_targets made every other target 2-D)
         return self.backend.asarray(T_host, dtype=None if labels else self.dtype)
 
-    def gradients(self, X: Any, y: Any) -> list[tuple[Any, Any]]:
-        """``[(dW, db), ...]``, one pair per layer, of the mean loss over all of ``X``
-        at the current weights; host arrays shaped like each layer's ``W`` and ``b``."""
+    def gradients(self, X: Any, y: Any) -> list[tuple[Any, ...]]:
+        """The gradients of the mean loss over all of ``X`` at the current weights: one
+        tuple per layer, in layer order, of host arrays shaped like its parameters
+        (``(dW, db)`` for ``Dense``, ``()`` for a layer without parameters)."""
         host = self._features(X)
         T_host = self._targets(y, host.shape[0])
         self.train_batch(
             self.backend.asarray(host, dtype=self.dtype), self._targets_to_backend(T_host)
         )
         to_np = self.backend.to_numpy
-        grads = [(to_np(layer.dW).copy(), to_np(layer.db).copy()) for layer in self.layers]
+        grads = [
+            tuple(to_np(g).copy() for g in layer.gradients().values()) for layer in self.layers
+        ]
         for layer in self.layers:
             layer.release()
         return grads
@@ -271,54 +333,64 @@ class Sequential:
 
         return fit(self, X, y, **options)
 
-    def get_weights(self) -> list[tuple[Any, Any]]:
-        """``[(W, b), ...]`` host copies, one pair per layer."""
+    def get_weights(self) -> list[tuple[Any, ...]]:
+        """Host copies of the parameters: one tuple per layer (``(W, b)`` for ``Dense``,
+        ``()`` for a layer without parameters)."""
         to_np = self.backend.to_numpy
-        return [(to_np(layer.W).copy(), to_np(layer.b).copy()) for layer in self.layers]
+        return [
+            tuple(to_np(p).copy() for p in layer.parameters().values()) for layer in self.layers
+        ]
 
-    def set_weights(self, weights: Sequence[tuple[Any, Any]]) -> None:
-        """Replace every layer's ``(W, b)``; shapes are checked before anything changes."""
-        weights = list(weights)
+    def set_weights(self, weights: Sequence[tuple[Any, ...]]) -> None:
+        """Replace every layer's parameters, one tuple per layer as :meth:`get_weights`
+        gives them; shapes are checked before anything changes."""
+        weights = [tuple(w) for w in weights]
         if len(weights) != len(self.layers):
-            raise ValueError(f"got {len(weights)} (W, b) pairs for {len(self.layers)} layers")
-        for i, (layer, (W, b)) in enumerate(zip(self.layers, weights, strict=True)):
-            want_W, want_b = (layer.n_out, layer.n_in), (layer.n_out,)
-            if tuple(W.shape) != want_W or tuple(b.shape) != want_b:
-                raise ValueError(
-                    f"layer {i} {layer!r}: expected W {want_W} and b {want_b}, "
-                    f"got {tuple(W.shape)} and {tuple(b.shape)}"
-                )
-        for layer, (W, b) in zip(self.layers, weights, strict=True):
-            layer.set_weights(self.backend, W, b, self.dtype)
+            raise ValueError(f"got {len(weights)} weight tuples for {len(self.layers)} layers")
+        for i, (layer, width, given) in enumerate(
+            zip(self.layers, self._widths, weights, strict=False)
+        ):
+            shapes = {n: s for n, s in layer.shapes(width).items() if n in layer.parameter_names}
+            got = [tuple(a.shape) for a in given]
+            if got != list(shapes.values()):
+                want = " and ".join(f"{n} {s}" for n, s in shapes.items()) or "no parameters"
+                raise ValueError(f"layer {i} {layer!r}: expected {want}, got shapes {got}")
+        for layer, given in zip(self.layers, weights, strict=True):
+            layer.load(dict(zip(layer.parameter_names, given, strict=True)), self.dtype)
 
     def to(self, backend: str | Backend) -> Sequential:
-        """Move the weights, and the optimizer's state, to another backend; returns ``self``.
+        """Move the parameters and buffers, and the optimizer's state, to another backend;
+        returns ``self``.
 
         ``model.to("cupy")`` before training on a GPU, ``model.to("numpy")`` after; later
         ``fit`` calls with the same optimizer continue exactly where they stopped.
         """
         new = get_backend(backend)
         old = self.backend
-        weights = self.get_weights()
+        state = self.state_dict()
         self.backend = new
-        for layer, (W, b) in zip(self.layers, weights, strict=True):
-            layer.set_weights(new, W, b, self.dtype)
+        for layer in self.layers:
+            layer.backend = new
+        self.load_state_dict(state)
         if self.optimizer is not None:
             self.optimizer.move(old, new, self.parameters())
         return self
 
     def clone(self, backend: str | Backend | None = None, dtype: str | None = None) -> Sequential:
-        """A new model with the same layers and weights, optionally on another backend/dtype."""
+        """A new model with the same layers (made again from their configs), parameters and
+        buffers, optionally on another backend or dtype."""
         new = type(self).__new__(type(self))
         Sequential.__init__(
             new,
-            [Dense(layer.n_in, layer.n_out, layer.activation) for layer in self.layers],
+            [layer_from_config(layer.kind, layer.config()) for layer in self.layers],
             loss=self.loss.name,
             backend=self.backend if backend is None else backend,
             dtype=self.dtype if dtype is None else dtype,
             seed=self.seed,
         )
-        new.set_weights(self.get_weights())
+        if isinstance(self, MLP) and isinstance(new, MLP):
+            new._mlp = dict(self._mlp)
+        new.load_state_dict(self.state_dict())
         return new
 
     def save(self, path: Any) -> None:
@@ -371,8 +443,10 @@ class MLP(Sequential):
             for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True))
         ]
         super().__init__(layers, loss=loss, backend=backend, dtype=dtype, seed=seed)
+        #: the arguments that build these layers again (stored in model files)
+        self._mlp: dict[str, Any] = {"sizes": sizes, "activation": activation, "output": output}
 
     @property
     def sizes(self) -> list[int]:
         """``[n_features, hidden_1, ..., n_outputs]``."""
-        return [self.layers[0].n_in] + [layer.n_out for layer in self.layers]
+        return list(self._mlp["sizes"])

@@ -250,14 +250,15 @@ def _optimizer(optimizer: Any, lr: Any, momentum: Any, nesterov: Any, weight_dec
 
 def _check_resumable(model: Any, saved: Any, path: Any, optimizer: Any, *settings: Any) -> None:
     c = saved.contents
-    mine = [[layer.n_in, layer.n_out, layer.activation] for layer in model.layers]
-    if (c.architecture["layers"], c.architecture["loss"], c.architecture["dtype"]) != (
+    theirs = [(layer.kind, layer.config()) for layer in c.layers]
+    mine = [(layer.kind, layer.config()) for layer in model.layers]
+    if (theirs, c.architecture["loss"], c.architecture["dtype"]) != (
         mine,
         model.loss.name,
         model.dtype,
     ):
         raise ValueError(
-            f"{path} was written for layers {c.architecture['layers']} with loss "
+            f"{path} was written for layers {c.layers} with loss "
             f"{c.architecture['loss']!r} in {c.architecture['dtype']}, not for {model!r}"
         )
     if optimizer is None and all(v is None for v in settings):
@@ -389,8 +390,11 @@ class _Trainer:
         self.interrupted: Any = False
         # A backend may run many epochs of plain SGD in one call (small networks); that
         # needs nothing to happen between epochs: no validation, no early stopping.
+        # ... and a network of dense layers only, whose activations it is given.
+        self.small_network = [layer.small_network_activation() for layer in model.layers]
         self.try_fused = (
-            X_val is None
+            None not in self.small_network
+            and X_val is None
             and patience is None
             and not self.stream
             and isinstance(opt, SGD)
@@ -402,7 +406,7 @@ class _Trainer:
         """Continue from a checkpoint: weights, optimizer, position (with the batch-order
         key), history."""
         model = self.model
-        model.set_weights(saved.contents.weights)
+        model.load_state_dict(saved.contents.state)
         self.opt = saved.optimizer
         p = saved.position
         self.position = p
@@ -507,7 +511,7 @@ class _Trainer:
         model, opt, p = self.model, self.opt, self.position
         result = self.backend.sgd_epochs(
             model.parameters(),
-            [layer.activation for layer in model.layers],
+            self.small_network,
             model.loss.name,
             self.Xd,
             self.Td,
@@ -563,7 +567,7 @@ class _Trainer:
         model, backend, opt, p = self.model, self.backend, self.opt, self.position
         params = model.parameters()
         start_weights = [backend.copy(w) for w in params]
-        fused = model.loss.output_activation is not None
+        fused = model._fused
         epoch = p.epoch + 1
         batch = p.batch
         for batch, Xb, Tb in self._batches(order):
@@ -601,7 +605,7 @@ class _Trainer:
         finite = backend.zeros((n_batches,), "bool")
         finite[: p.batch] = True
         correct = backend.zeros((n_batches,), "int64")
-        fused = model.loss.output_activation is not None
+        fused = model._fused
         epoch, first, last = p.epoch + 1, p.batch, p.batch
         for batch, Xb, Tb in self._batches(order):
             loss, out = model.train_batch(Xb, Tb)

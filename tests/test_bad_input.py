@@ -191,7 +191,7 @@ def test_inference_rejects_wrong_features(model, method):
             r"layer 1 Dense\(2 -> 1.*expects 2 inputs but layer 0 .* gives 3",
         ),
         (lambda: fastnn.Sequential([]), ValueError, "at least one layer"),
-        (lambda: fastnn.Sequential(["dense"]), TypeError, "fastnn.Dense"),
+        (lambda: fastnn.Sequential(["dense"]), TypeError, "takes fastnn layers .*Dense"),
     ],
 )
 def test_bad_model_definitions(build, error, message):

@@ -72,7 +72,10 @@ def test_file_holds_no_pickle_and_documented_metadata(saved):
     meta = header["__metadata__"]
     assert meta["format"] == "fastnn" and meta["format_version"] == "2"
     assert meta["checksum"].startswith("sha256:")
-    assert json.loads(meta["architecture"])["layers"] == [[5, 7, "tanh"], [7, 3, "softmax"]]
+    assert json.loads(meta["architecture"])["layers"] == [
+        {"kind": "Dense", "config": {"n_in": 5, "n_out": 7, "activation": "tanh"}},
+        {"kind": "Dense", "config": {"n_in": 7, "n_out": 3, "activation": "softmax"}},
+    ]
     assert set(header) - {"__metadata__"} == {
         "layers.0.W",
         "layers.0.b",
@@ -194,13 +197,17 @@ def test_the_checksum_is_sha256_of_the_documented_bytes(saved):
     assert meta["checksum"] == "sha256:" + digest.hexdigest()
 
 
+def _dense(n_in, n_out, activation):
+    return {"kind": "Dense", "config": {"n_in": n_in, "n_out": n_out, "activation": activation}}
+
+
 def _broken_chain(tensors, meta, arch):
-    arch["layers"][1][0] = 8
+    arch["layers"][1]["config"]["n_in"] = 8
     tensors["layers.1.W"] = np.zeros((3, 8), np.float32)
 
 
 def _one_output_cross_entropy(tensors, meta, arch):
-    arch["layers"][1][1] = 1
+    arch["layers"][1]["config"]["n_out"] = 1
     tensors["layers.1.W"] = np.zeros((1, 7), np.float32)
     tensors["layers.1.b"] = np.zeros(1, np.float32)
 
@@ -211,7 +218,7 @@ def _valid_parts(model):
         tensors[f"layers.{i}.W"], tensors[f"layers.{i}.b"] = W, b
     arch = {
         "class": "MLP",
-        "layers": [[5, 7, "tanh"], [7, 3, "softmax"]],
+        "layers": [_dense(5, 7, "tanh"), _dense(7, 3, "softmax")],
         "loss": "cross_entropy",
         "dtype": "float32",
     }
@@ -232,15 +239,24 @@ def _valid_parts(model):
         (lambda t, m, a: m.update(format_version="x"), "format_version"),
         (lambda t, m, a: m.update(architecture="{"), "architecture"),
         (lambda t, m, a: a.update(loss="hinge"), "malformed"),
-        (lambda t, m, a: a["layers"].__setitem__(0, [5, 7, "gelu"]), "layer 0 is malformed"),
-        (lambda t, m, a: a["layers"].__setitem__(0, [5, -7, "tanh"]), "layer 0 is malformed"),
+        (lambda t, m, a: a["layers"].__setitem__(0, _dense(5, 7, "gelu")), "layer 0 is malformed"),
+        (lambda t, m, a: a["layers"].__setitem__(0, _dense(5, -7, "tanh")), "layer 0 is malformed"),
+        (lambda t, m, a: a["layers"].__setitem__(0, [5, 7, "tanh"]), "layer 0 is malformed"),
+        (
+            lambda t, m, a: a["layers"].__setitem__(0, {"kind": "Conv2d", "config": {}}),
+            "unknown layer type 'Conv2d'",
+        ),
+        (
+            lambda t, m, a: a["layers"][0]["config"].update(bias=False),
+            "layer 0 is malformed.*bias",
+        ),
         (lambda t, m, a: t.update({"layers.0.W": np.zeros((7, 6), np.float32)}), "layers.0.W"),
         (lambda t, m, a: t.update({"layers.0.b": np.zeros(7, np.float64)}), "layers.0.b"),
         (lambda t, m, a: t.pop("layers.1.b"), "missing"),
         (lambda t, m, a: t.update({"extra": np.zeros(1, np.float32)}), "unexpected"),
         (lambda t, m, a: t.update({"layers.0.b": np.full(7, np.nan, np.float32)}), "NaN"),
         (_broken_chain, "layer 1 .* expects 8 inputs but layer 0 .* gives 7"),
-        (lambda t, m, a: a["layers"][1].__setitem__(2, "tanh"), "needs a 'softmax' output"),
+        (lambda t, m, a: a["layers"][1]["config"].update(activation="tanh"), "needs a 'softmax'"),
         (_one_output_cross_entropy, "cross_entropy over .* is constant"),
     ],
 )
@@ -265,12 +281,16 @@ def test_a_file_without_its_checksum_is_refused(model, tmp_path):
 
 
 def test_a_format_1_file_from_fastnn_0_1_still_loads(model, tmp_path, rng):
-    """Files written before checksums existed (format 1) are read as they were."""
-    tensors, meta, _ = _valid_parts(model)
+    """Files written before checksums and layer kinds existed (format 1) are read."""
+    tensors, meta, arch = _valid_parts(model)
     path = tmp_path / "old.safetensors"
-    save_file(tensors, str(path), metadata={**meta, "format_version": "1"})
+    old = {**meta, "format_version": "1"}
+    old["architecture"] = json.dumps({**arch, "layers": [[5, 7, "tanh"], [7, 3, "softmax"]]})
+    save_file(tensors, str(path), metadata=old)
     X = rng.normal(size=(4, 5))
-    np.testing.assert_array_equal(load_model(path).predict_proba(X), model.predict_proba(X))
+    loaded = load_model(path)
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+    assert type(loaded) is fastnn.MLP and loaded.sizes == [5, 7, 3]
 
 
 def test_saving_and_loading_through_module_functions(model, tmp_path, rng):

@@ -1,31 +1,37 @@
-"""The dense (fully connected) layer."""
+"""The dense (fully connected) layer, the lecture's ``z = W h + b`` with an activation."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from .activations import check_activation
+from fastnn.activations import check_activation
+from fastnn.init import initial_weights
+
+from .base import Layer
 
 
-def _check_size(value: object, what: str) -> int:
+def positive_size(value: object, what: str) -> int:
+    """``value`` if it is an int >= 1, else ``ValueError`` naming ``what``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"Dense: {what} must be a positive int, got {value!r}")
+        raise ValueError(f"{what} must be a positive int, got {value!r}")
     return value
 
 
-class Dense:
+class Dense(Layer):
     """A fully connected layer: ``z = W h + b``, ``h' = sigma(z)`` for each sample.
 
     With a mini-batch stored as rows (``X`` of shape (n, n_in)) this is
     ``H = sigma(X @ W.T + b)``. Weights are created when the layer joins a
-    :class:`~fastnn.Sequential` model, which picks the backend, dtype and seed.
+    :class:`~fastnn.Sequential` model, which picks the backend, dtype and seed. The
+    activation is a shorthand for a following :class:`~fastnn.Activation` layer, fused
+    with the bias add on the numba and cupy backends.
 
     Parameters
     ----------
     n_in, n_out : int
         Inputs and outputs (neurons) of the layer.
     activation : str
-        ``"identity"``, ``"sigmoid"``, ``"tanh"``, ``"relu"`` or ``"softmax"``.
+        ``"identity"`` (the default), ``"sigmoid"``, ``"tanh"``, ``"relu"`` or ``"softmax"``.
 
     Attributes
     ----------
@@ -37,11 +43,15 @@ class Dense:
         Gradients of the loss from the last backward pass.
     """
 
+    kind = "Dense"
+    parameter_names = ("W", "b")
+    n_in: int
+    n_out: int
+
     def __init__(self, n_in: int, n_out: int, activation: str = "identity") -> None:
-        self.n_in = _check_size(n_in, "n_in")
-        self.n_out = _check_size(n_out, "n_out")
+        self.n_in = positive_size(n_in, "Dense: n_in")
+        self.n_out = positive_size(n_out, "Dense: n_out")
         self.activation = check_activation(activation)
-        self.backend: Any = None
         self.W: Any = None
         self.b: Any = None
         self.dW: Any = None
@@ -49,31 +59,32 @@ class Dense:
         self._X: Any = None  # cached input of the last training forward pass
         self._H: Any = None  # cached output (what the activation's backward needs)
 
+    @property
+    def output_activation(self) -> str:  # type: ignore[override]
+        return self.activation
+
     def __repr__(self) -> str:
         return f"Dense({self.n_in} -> {self.n_out}, activation={self.activation!r})"
 
-    def set_weights(self, backend: Any, W: Any, b: Any, dtype: Any) -> None:
-        """Place ``W`` (n_out, n_in) and ``b`` (n_out,) on ``backend`` as ``dtype``."""
-        self.backend = backend
-        self.W = backend.asarray(W, dtype=dtype)
-        self.b = backend.asarray(b, dtype=dtype)
-        self.dW = self.db = self._X = self._H = None
+    def config(self) -> dict[str, Any]:
+        return {"n_in": self.n_in, "n_out": self.n_out, "activation": self.activation}
 
-    def parameters(self) -> list:
-        """``[W, b]``."""
-        return [self.W, self.b]
+    def declared_input(self) -> int:
+        return self.n_in
 
-    def gradients(self) -> list:
-        """``[dW, db]`` from the last backward pass."""
-        return [self.dW, self.db]
+    def output_width(self, n_in: int) -> int:
+        return self.n_out
 
-    def _require_weights(self) -> None:
-        if self.W is None:
-            raise RuntimeError(f"{self!r} has no weights yet: put it in a fastnn.Sequential model")
+    def shapes(self, n_in: int) -> dict[str, tuple[int, ...]]:
+        return {"W": (self.n_out, self.n_in), "b": (self.n_out,)}
+
+    def initial_state(self, rng: Any, n_in: int) -> dict[str, Any]:
+        W, b = initial_weights(rng, self.n_in, self.n_out, self.activation)
+        return {"W": W, "b": b}
 
     def forward(self, X: Any, train: bool = False) -> Any:
         """``H = act(X @ W.T + b)``: (n, n_in) -> (n, n_out); ``train`` caches for backward."""
-        self._require_weights()
+        self._require_built()
         H = self.backend.dense_forward(X, self.W, self.b, self.activation)
         if train:
             self._X, self._H = X, H
@@ -81,7 +92,7 @@ class Dense:
 
     def forward_logits(self, X: Any, train: bool = False) -> Any:
         """``Z = X @ W.T + b`` without the activation, for a loss fused with it."""
-        self._require_weights()
+        self._require_built()
         Z = self.backend.affine(X, self.W, self.b)
         if train:
             self._X, self._H = X, None
@@ -100,5 +111,7 @@ class Dense:
         return dX
 
     def release(self) -> None:
-        """Drop the cached activations of the last training pass."""
         self._X = self._H = None
+
+    def small_network_activation(self) -> str:
+        return self.activation

@@ -1,0 +1,145 @@
+"""The layer protocol: what a layer is to the model, the files and the training loop.
+
+A layer is a step ``h' = f(h)`` of the network, for a mini-batch stored as rows. It owns
+its state as named collections, which everything above it iterates over without knowing
+the layer's class:
+
+* **parameters**, trained: ``parameter_names``, each an attribute holding a backend array,
+  with its gradient in the attribute ``"d" + name`` after :meth:`backward`;
+* **buffers**, saved but not trained (BatchNorm's running statistics): ``buffer_names``;
+* a **config** of plain values (:meth:`config`) that the file format stores, and from
+  which :meth:`from_config` makes the same layer again (the registry :data:`LAYERS` maps
+  each class's ``kind`` to it);
+* a **build** step (:meth:`build`) that gets the backend, dtype, generator and input width
+  and returns the output width; parameters exist from then on.
+
+``forward(X, train)`` computes the output; with ``train`` it also caches what backward
+needs and uses training behaviour (batch statistics, dropout masks). ``backward(dH)``
+sets the parameters' gradients and returns ``dX``. Both are written against backend ops,
+so a layer runs on every backend.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+#: layer kind (as stored in files) -> class
+LAYERS: dict[str, type[Layer]] = {}
+
+
+class Layer:
+    """Base class of every layer; subclasses set ``kind`` and the names they own."""
+
+    kind: ClassVar[str] = ""
+    parameter_names: ClassVar[tuple[str, ...]] = ()
+    buffer_names: ClassVar[tuple[str, ...]] = ()
+    #: the activation a layer ends with, which a loss may fuse with (see :meth:`forward_logits`)
+    output_activation: ClassVar[str | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.kind:
+            LAYERS[cls.kind] = cls
+
+    backend: Any = None
+    n_in: int | None = None  # input width, once known
+    n_out: int | None = None  # output width, once built
+
+    # -- description and configuration ------------------------------------------------
+
+    def config(self) -> dict[str, Any]:
+        """The constructor's arguments as plain values: ``from_config(config())`` is a twin."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Layer:
+        """The layer a :meth:`config` describes."""
+        return cls(**config)
+
+    def declared_input(self) -> int | None:
+        """The input width the layer was given (a ``Dense``'s ``n_in``), or None."""
+        return None
+
+    def output_width(self, n_in: int) -> int:
+        """The output width for input width ``n_in`` (without building anything)."""
+        return n_in
+
+    def shapes(self, n_in: int) -> dict[str, tuple[int, ...]]:
+        """Shapes of the parameters and buffers, by name, for input width ``n_in``."""
+        return {}
+
+    # -- state --------------------------------------------------------------------------
+
+    def build(self, backend: Any, dtype: str, rng: Any, n_in: int) -> int:
+        """Create the parameters and buffers on ``backend`` for inputs of width ``n_in``
+        (initial values drawn from ``rng``, on the host); returns the output width."""
+        self.backend, self.n_in = backend, n_in
+        self.n_out = self.output_width(n_in)
+        self.load({name: value for name, value in self.initial_state(rng, n_in).items()}, dtype)
+        return self.n_out
+
+    def initial_state(self, rng: Any, n_in: int) -> dict[str, Any]:
+        """Initial host values of the parameters and buffers, by name."""
+        return {}
+
+    def load(self, arrays: dict[str, Any], dtype: str) -> None:
+        """Place parameters and buffers (host or backend arrays, by name) on the backend."""
+        for name, value in arrays.items():
+            setattr(self, name, self.backend.asarray(value, dtype=dtype))
+        for name in self.parameter_names:
+            setattr(self, "d" + name, None)
+        self.release()
+
+    def parameters(self) -> dict[str, Any]:
+        """The trained arrays, by name, in a fixed order."""
+        return {name: getattr(self, name) for name in self.parameter_names}
+
+    def gradients(self) -> dict[str, Any]:
+        """``d<name>`` for each parameter, from the last backward pass."""
+        return {name: getattr(self, "d" + name) for name in self.parameter_names}
+
+    def buffers(self) -> dict[str, Any]:
+        """The saved but untrained arrays, by name."""
+        return {name: getattr(self, name) for name in self.buffer_names}
+
+    def state(self) -> dict[str, Any]:
+        """Parameters and buffers, by name."""
+        return {**self.parameters(), **self.buffers()}
+
+    # -- computation ----------------------------------------------------------------------
+
+    def forward(self, X: Any, train: bool = False) -> Any:
+        """Output for a backend array ``X`` of shape (n, n_in); ``train``: training
+        behaviour, and cache what :meth:`backward` needs."""
+        raise NotImplementedError
+
+    def backward(self, dH: Any, need_dX: bool = True) -> Any:
+        """From ``dH = dL/dH`` set the gradients; return ``dX`` (None unless ``need_dX``)."""
+        raise NotImplementedError
+
+    def forward_logits(self, X: Any, train: bool = False) -> Any:
+        """The output before ``output_activation``, for a loss fused with it."""
+        raise NotImplementedError(f"{self!r} ends with no activation a loss can fuse with")
+
+    def backward_logits(self, dZ: Any, need_dX: bool = True) -> Any:
+        """:meth:`backward` from the gradient before ``output_activation``."""
+        raise NotImplementedError(f"{self!r} ends with no activation a loss can fuse with")
+
+    def release(self) -> None:
+        """Drop what the last training forward pass cached."""
+
+    def small_network_activation(self) -> str | None:
+        """For a backend that runs whole small networks in one call: the activation, if this
+        layer is exactly ``H = act(X @ W.T + b)`` with parameters ``W, b``; else None."""
+        return None
+
+    def _require_built(self) -> None:
+        if self.backend is None:
+            raise RuntimeError(f"{self!r} has no weights yet: put it in a fastnn.Sequential model")
+
+
+def layer_from_config(kind: str, config: dict[str, Any]) -> Layer:
+    """A layer from its kind and config, as files store them; ``ValueError`` if unknown."""
+    if kind not in LAYERS:
+        raise ValueError(f"unknown layer type {kind!r}; known: {', '.join(LAYERS)}")
+    return LAYERS[kind].from_config(config)
