@@ -39,7 +39,7 @@ class Deviation:
 
     backend: str
     step: int
-    op: str  # "forward", "loss", "backward" or "update"
+    op: str  # "forward", "loss", "backward", "update" or "eval"
     layer: int | None
     tensor: str
     max_abs: float
@@ -129,8 +129,18 @@ def _trace_step(model: Any, X: Any, T: Any, lr: float) -> list[tuple[str, int | 
         [0.0] * len(model.parameters()),
     )
     for i, layer in enumerate(model.layers):
-        for name, p in layer.parameters().items():
-            out.append(("update", i, name, _host(model, p)))
+        for name, a in layer.state().items():  # parameters, and buffers (running statistics)
+            out.append(("update", i, name, _host(model, a)))
+    out += _eval_outputs(model, X)
+    return out
+
+
+def _eval_outputs(model: Any, X: Any) -> list[tuple[str, int | None, str, Any]]:
+    """Each layer's output in evaluation mode (running statistics, no dropout)."""
+    out: list[tuple[str, int | None, str, Any]] = []
+    for i, layer in enumerate(model.layers):
+        X = layer.forward(X)
+        out.append(("eval", i, "H", _host(model, X)))
     return out
 
 

@@ -15,7 +15,8 @@ def gradcheck(
     ``model.gradients(X, y)``; each checked weight ``w`` is then nudged to ``w +- eps``
     and ``(L(w + eps) - L(w - eps)) / (2 eps)`` is compared with it. For each tensor,
     the error is ``max(0, ||g_backprop - g_numeric|| - r) / (||g_backprop|| + ||g_numeric||)``
-    over the checked entries; a layer's error is the worse of ``W`` and ``b``. ``r`` is the
+    over the checked entries; a layer's error is the worst of its parameters' (0 for a layer
+    without parameters), in training mode (batch statistics, no dropout). ``r`` is the
     rounding noise of the differences themselves, ``4 u |L| / eps`` per entry (``u`` the
     float64 unit roundoff): without it, gradients far smaller than the loss (tiny inputs)
     would look wrong where only the differences cannot resolve them. Correct gradients
@@ -47,7 +48,7 @@ def gradcheck(
     rng = make_rng(seed)
 
     def loss() -> float:
-        return clone.evaluate(X, y)["loss"]
+        return clone._train_mode_loss(X, y)
 
     rounding = 4 * 2.0**-53 * max(abs(loss()), 1e-300) / eps  # per-entry noise of a difference
 

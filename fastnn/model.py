@@ -13,9 +13,9 @@ from typing import Any
 from .activations import check_activation
 from .backends import Backend, get_backend
 from .init import make_rng
-from .layers import LAYERS, Dense, Layer, layer_from_config
+from .layers import LAYERS, Activation, Batch, BatchNorm, Dense, Dropout, Layer, layer_from_config
 from .losses import DEFAULT_OUTPUT, Loss, get_loss
-from .random import derive_key, fresh_entropy
+from .random import derive_key, fresh_entropy, mask_key
 from .validation import check_features, check_targets, positive_int
 
 DTYPES = ("float32", "float64")
@@ -158,6 +158,26 @@ class Sequential:
             f"parameters={self.n_parameters()})"
         )
 
+    @property
+    def min_batch_rows(self) -> int:
+        """Rows a training batch needs at least (2 with BatchNorm, for a variance)."""
+        return max(layer.min_batch_rows for layer in self.layers)
+
+    def batch(self, rows: Any = None, epoch: int | None = None, **flags: bool) -> Batch:
+        """The :class:`~fastnn.layers.Batch` of a training step: sample indices ``rows``
+        (None: ``0 .. n-1``), the model's epoch (default: epochs trained so far) and key."""
+        return Batch(
+            rows=rows,
+            epoch=self._epochs_trained if epoch is None else epoch,
+            key=mask_key(self._order_key),
+            **flags,
+        )
+
+    def state_arrays(self) -> list:
+        """Every parameter and buffer as backend arrays: what a snapshot of the model
+        copies (early stopping's best epoch, the start of an epoch)."""
+        return [a for layer in self.layers for a in layer.state().values()]
+
     def parameters(self) -> list:
         """Every layer's parameters in order (``[W^1, b^1, W^2, b^2, ...]`` for dense
         layers), as backend arrays updated in place by training."""
@@ -199,23 +219,30 @@ class Sequential:
 
     # -- forward and backward ------------------------------------------------------
 
-    def forward(self, X: Any, train: bool = False) -> Any:
-        """Output ``h^L`` of the last layer for a backend array ``X`` of shape (n, n_features)."""
-        for layer in self.layers:
-            X = layer.forward(X, train)
+    def forward(self, X: Any, train: bool = False, batch: Batch | None = None) -> Any:
+        """Output of the last layer for a backend array ``X`` of shape (n, n_features).
+
+        ``train``: training behaviour (batch statistics, dropout masks drawn for ``batch``,
+        by default rows ``0 .. n-1`` of the model's current epoch)."""
+        if train and batch is None:
+            batch = self.batch()
+        for i, layer in enumerate(self.layers):
+            X = layer.forward(X, train, batch.at(i) if batch is not None else None)
         return X
 
-    def train_batch(self, X: Any, T: Any) -> tuple[Any, Any]:
+    def train_batch(self, X: Any, T: Any, batch: Batch | None = None) -> tuple[Any, Any]:
         """Forward, loss and backward on one batch; sets every layer's gradients.
 
         Returns ``(loss, out)``: the mean loss (a backend scalar) and the last layer's
         pre-activation ``Z`` (fused losses) or output ``H``, for accuracy.
         """
+        batch = self.batch() if batch is None else batch
         *hidden, last = self.layers
-        for layer in hidden:
-            X = layer.forward(X, train=True)
+        for i, layer in enumerate(hidden):
+            X = layer.forward(X, True, batch.at(i))
+        at = batch.at(len(hidden))
         fused = self._fused
-        out = last.forward_logits(X, train=True) if fused else last.forward(X, train=True)
+        out = last.forward_logits(X, True, at) if fused else last.forward(X, True, at)
         loss, grad = self.loss(self.backend, out, T)
         n_layers = len(self.layers)
         grad = (last.backward_logits if fused else last.backward)(grad, need_dX=n_layers > 1)
@@ -304,6 +331,23 @@ class Sequential:
             result["accuracy"] = correct / units
         return result
 
+    def _train_mode_loss(self, X: Any, y: Any) -> float:
+        """The mean loss :meth:`gradients` differentiates: training mode, no dropout
+        masks, no running-statistics updates (what gradcheck compares against)."""
+        host = self._features(X)
+        T = self._targets_to_backend(self._targets(y, host.shape[0]))
+        batch = self.batch(draw_masks=False, update_statistics=False)
+        *hidden, last = self.layers
+        H = self.backend.asarray(host, dtype=self.dtype)
+        for i, layer in enumerate(hidden):
+            H = layer.forward(H, True, batch.at(i))
+        at = batch.at(len(hidden))
+        out = last.forward_logits(H, True, at) if self._fused else last.forward(H, True, at)
+        loss = float(self.loss(self.backend, out, T)[0])
+        for layer in self.layers:
+            layer.release()
+        return loss
+
     def _targets_to_backend(self, T_host: Any) -> Any:
         labels = T_host.ndim == 1  # class ids (check_targets made every other target 2-D)
         return self.backend.asarray(T_host, dtype=None if labels else self.dtype)
@@ -311,11 +355,15 @@ class Sequential:
     def gradients(self, X: Any, y: Any) -> list[tuple[Any, ...]]:
         """The gradients of the mean loss over all of ``X`` at the current weights: one
         tuple per layer, in layer order, of host arrays shaped like its parameters
-        (``(dW, db)`` for ``Dense``, ``()`` for a layer without parameters)."""
+        (``(dW, db)`` for ``Dense``, ``(dgamma, dbeta)`` for ``BatchNorm``, ``()`` for a
+        layer without parameters). Computed in training mode (batch statistics), but
+        nothing changes: no running statistics move and dropout is the identity."""
         host = self._features(X)
         T_host = self._targets(y, host.shape[0])
         self.train_batch(
-            self.backend.asarray(host, dtype=self.dtype), self._targets_to_backend(T_host)
+            self.backend.asarray(host, dtype=self.dtype),
+            self._targets_to_backend(T_host),
+            self.batch(draw_masks=False, update_statistics=False),
         )
         to_np = self.backend.to_numpy
         grads = [
@@ -403,6 +451,10 @@ class Sequential:
 class MLP(Sequential):
     """A multilayer perceptron from its layer sizes.
 
+    Each hidden layer is ``Dense`` with the activation, or, with ``batch_norm``,
+    ``Dense -> BatchNorm -> Activation``; then ``Dropout`` when ``dropout > 0`` (the usual
+    order). The output layer is ``Dense`` with the output activation.
+
     Parameters
     ----------
     sizes : sequence of int
@@ -414,6 +466,10 @@ class MLP(Sequential):
         (softmax for cross_entropy, sigmoid for binary_cross_entropy, identity for mse).
     loss, backend, dtype, seed
         As for :class:`Sequential`.
+    dropout : float
+        Dropout probability after each hidden layer, in [0, 1) (0: no Dropout layers).
+    batch_norm : bool
+        Batch normalization between each hidden layer's product and its activation.
 
     Examples
     --------
@@ -431,6 +487,8 @@ class MLP(Sequential):
         backend: str | Backend | None = None,
         dtype: str = "float32",
         seed: int | None = None,
+        dropout: float = 0.0,
+        batch_norm: bool = False,
     ) -> None:
         sizes = list(sizes)
         if len(sizes) < 2:
@@ -438,13 +496,27 @@ class MLP(Sequential):
         check_activation(activation)
         output = DEFAULT_OUTPUT[get_loss(loss).name] if output is None else output
         check_activation(output, "output activation")
-        layers = [
-            Dense(n_in, n_out, activation if i < len(sizes) - 2 else output)
-            for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True))
-        ]
+        if not isinstance(batch_norm, bool):
+            raise ValueError(f"MLP: batch_norm must be True or False, got {batch_norm!r}")
+        Dropout(dropout)  # checks p before anything is built
+        layers: list[Layer] = []
+        for n_in, n_out in zip(sizes[:-2], sizes[1:-1], strict=True):
+            if batch_norm:
+                layers += [Dense(n_in, n_out), BatchNorm(n_out), Activation(activation)]
+            else:
+                layers.append(Dense(n_in, n_out, activation))
+            if dropout:
+                layers.append(Dropout(dropout))
+        layers.append(Dense(sizes[-2], sizes[-1], output))
         super().__init__(layers, loss=loss, backend=backend, dtype=dtype, seed=seed)
         #: the arguments that build these layers again (stored in model files)
-        self._mlp: dict[str, Any] = {"sizes": sizes, "activation": activation, "output": output}
+        self._mlp: dict[str, Any] = {
+            "sizes": sizes,
+            "activation": activation,
+            "output": output,
+            "dropout": float(dropout),
+            "batch_norm": batch_norm,
+        }
 
     @property
     def sizes(self) -> list[int]:

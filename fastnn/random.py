@@ -62,3 +62,10 @@ def epoch_orders(
         }
         orders[row] = generator.permutation(n)
     return orders
+
+
+def mask_key(order_key: Sequence[int]) -> tuple[int, int]:
+    """The 64-bit key (two 32-bit words) of a model's dropout masks, from its batch-order
+    key: one root, so a checkpoint's key gives both."""
+    words = np.random.SeedSequence([*order_key, 1]).generate_state(2, np.uint32)
+    return int(words[0]), int(words[1])

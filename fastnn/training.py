@@ -145,6 +145,7 @@ def fit(
         X_val = model._features(validation_data[0], name="X_val")
         T_val = model._targets(validation_data[1], X_val.shape[0], name="y_val")
     fingerprint = data_fingerprint(X_host, T_host)
+    _check_batch_rows(model, X_host.shape[0], batch_size)
     if saved is not None:
         _check_position(saved.position, resume, epochs, batch_size, X_host.shape[0])
         _check_same_data(saved.data, fingerprint, resume, force)
@@ -186,6 +187,27 @@ def _checkpoint_path(path: Any, must_exist: bool = False) -> Path:
     if not path.parent.is_dir():
         raise FileNotFoundError(f"cannot write checkpoints to {path}: no folder {path.parent}")
     return path
+
+
+def _check_batch_rows(model: Any, n: int, batch_size: int) -> None:
+    """Every training batch must have the rows its layers need (BatchNorm: 2), the last,
+    short one included; refused before training, with a batch size that works."""
+    need = model.min_batch_rows
+    last = n % batch_size or batch_size
+    if min(batch_size, n) >= need and last >= need:
+        return
+    i, layer = next((i, la) for i, la in enumerate(model.layers) if la.min_batch_rows == need)
+    if n < need:
+        raise ValueError(
+            f"{layer!r} (layer {i}) needs at least {need} samples to train on, got {n}"
+        )
+    works = [b for b in range(need, n + 1) if (n % b or b) >= need]
+    better = min(works, key=lambda b: (abs(b - batch_size), b))
+    raise ValueError(
+        f"{layer!r} (layer {i}) needs at least {need} rows in every training batch, but "
+        f"{n} samples in batches of {batch_size} leave a last batch of {min(last, n)}; "
+        f"use batch_size={better}"
+    )
 
 
 def _check_writable(path: Path) -> None:
@@ -390,6 +412,7 @@ class _Trainer:
         self.interrupted: Any = False
         # A backend may run many epochs of plain SGD in one call (small networks); that
         # needs nothing to happen between epochs: no validation, no early stopping.
+        self.needs_rows = any(layer.uses_sample_index for layer in model.layers)
         # ... and a network of dense layers only, whose activations it is given.
         self.small_network = [layer.small_network_activation() for layer in model.layers]
         self.try_fused = (
@@ -436,10 +459,10 @@ class _Trainer:
             raise KeyboardInterrupt(f"training interrupted after {where}{saved}")
         if self.checkpoint is not None:
             self._save()
-        best_loss, best_weights, best_epoch = self.best
-        if best_weights is not None and best_epoch != len(self.history["loss"]):
-            for param, saved_weights in zip(model.parameters(), best_weights, strict=True):
-                param[...] = saved_weights
+        best_loss, best_state, best_epoch = self.best
+        if best_state is not None and best_epoch != len(self.history["loss"]):
+            for array, saved in zip(model.state_arrays(), best_state, strict=True):
+                array[...] = saved
 
     def _stopped(self) -> bool:
         return bool(self.interrupted)
@@ -492,7 +515,7 @@ class _Trainer:
         if self.patience is not None:
             loss = history[self.monitor][-1]
             if loss < self.best[0]:
-                self.best = (loss, [self.backend.copy(w) for w in model.parameters()], p.epoch)
+                self.best = (loss, [self.backend.copy(a) for a in model.state_arrays()], p.epoch)
             elif p.epoch - self.best[2] >= self.patience:
                 self.epochs = p.epoch  # stop here
 
@@ -524,92 +547,84 @@ class _Trainer:
         losses, correct, failure = result
         done = len(orders) if failure is None else failure[0]
         steps = -(-self.n // self.batch_size)
-        opt.t += done * steps + (0 if failure is None else failure[1])
+        opt.t += done * steps
         units = self.n * (model.n_outputs if model.loss.name == "binary_cross_entropy" else 1)
         self.history["loss"].extend(losses[:done].tolist())
         if model.is_classifier:
             self.history["accuracy"].extend((correct[:done] / units).tolist())
         p.epoch += done
         _show(bar, self.history, done)
-        if failure is not None:
-            _diverged(
-                model,
-                model.parameters(),
-                p.epoch + 1,
-                failure[1] + 1,
-                "the loss, a gradient or an update is not finite",
-            )
+        if failure is not None:  # the backend put the weights back to the epoch's start
+            what = "the loss, a gradient or an update is not finite"
+            _diverged(opt, p.epoch + 1, failure[1] + 1, what)
         if self.checkpoint is not None and p.epoch % self.checkpoint_every == 0:
             self._save()
         return True
 
-    def _batches(self, order: Any) -> Iterator[tuple[int, Any, Any]]:
-        """``(batch number from 1, X batch, T batch)`` for the epoch, from ``position.batch``."""
+    def _batches(self, order: Any) -> Iterator[tuple[int, Any, Any, Any]]:
+        """``(batch number from 1, X batch, T batch, sample indices)`` for the epoch, from
+        ``position.batch``; the indices (a backend array) only where a layer needs them."""
         backend, model = self.backend, self.model
         device_order = None if order is None or self.stream else backend.asarray(order)
         for batch, s in enumerate(batch_slices(self.n, self.batch_size), start=1):
             if batch <= self.position.batch:
                 continue  # done before the checkpoint this run resumed from
+            rows = None
             if self.stream:
                 Xb, rows = backend.stream_rows(self.X_host, order[s], model.dtype)
                 Tb = backend.take_rows(self.Td, rows)
             elif device_order is None:
                 Xb, Tb = self.Xd[s], self.Td[s]
+                if self.needs_rows:
+                    rows = backend.arange(s.start, s.stop)
             else:
-                idx = device_order[s]
-                Xb, Tb = backend.take_rows(self.Xd, idx), backend.take_rows(self.Td, idx)
-            yield batch, Xb, Tb
+                rows = device_order[s]
+                Xb, Tb = backend.take_rows(self.Xd, rows), backend.take_rows(self.Td, rows)
+            yield batch, Xb, Tb, rows
+
+    def _snapshot(self) -> tuple:
+        """Copies of the model's parameters and buffers and of the optimizer's state."""
+        copy = self.backend.copy
+        opt = self.opt
+        state = {name: [copy(a) for a in getattr(opt, name) or []] for name in opt.state_names}
+        return [copy(a) for a in self.model.state_arrays()], state, opt.t, opt._params is None
+
+    def _restore(self, snapshot: tuple) -> None:
+        """Put the model and the optimizer back as :meth:`_snapshot` found them."""
+        arrays, state, t, unbound = snapshot
+        for a, saved in zip(self.model.state_arrays(), arrays, strict=True):
+            a[...] = saved
+        opt = self.opt
+        for name, saved_arrays in state.items():
+            for a, saved in zip(getattr(opt, name) or [], saved_arrays, strict=False):
+                a[...] = saved
+        opt.t = t
+        if unbound:  # it had no state yet: the next step starts it afresh
+            opt._params = None
 
     def _run_epoch(self, order: Any) -> bool:
-        """One pass over the data; False when interrupted before its end."""
-        if not self.backend.host_sync_is_cheap:
-            return self._run_epoch_on_device(order)
-        model, backend, opt, p = self.model, self.backend, self.opt, self.position
-        params = model.parameters()
-        start_weights = [backend.copy(w) for w in params]
-        fused = model._fused
-        epoch = p.epoch + 1
-        batch = p.batch
-        for batch, Xb, Tb in self._batches(order):
-            loss, out = model.train_batch(Xb, Tb)
-            loss_value = float(loss)
-            # Checked before the update, so a failure leaves the weights that were finite.
-            if not math.isfinite(loss_value):
-                _diverged(model, start_weights, epoch, batch, f"the loss is {loss_value}")
-            if not backend.all_finite(model.parameter_gradients()):
-                _diverged(model, start_weights, epoch, batch, "a gradient is not finite")
-            opt.step(model)
-            self.partial.loss += loss_value * Xb.shape[0]
-            if model.is_classifier:
-                c, u = model.count_correct(out, Tb, logits=fused)
-                self.partial.correct += float(c)
-                self.partial.units += u
-            p.batch = batch
-            if self.interrupted and batch * self.batch_size < self.n:
-                return False
-        if not backend.all_finite(params):
-            _diverged(model, start_weights, epoch, batch, "an update overflowed the weights")
-        return True
+        """One pass over the data, from ``position.batch``; False when interrupted first.
 
-    def _run_epoch_on_device(self, order: Any) -> bool:
-        """:meth:`_run_epoch` for backends where every host read waits for the device.
-
-        Losses, counts and finiteness flags stay on the device, one entry per batch, and
-        are read once at the end of the epoch. A batch that diverged has then already been
-        applied, so the weights go back to those at the start of the epoch.
+        The same on every backend: each batch's loss, correct count and a finiteness flag
+        (the loss and every gradient) stay on the backend, one entry per batch, and are
+        read once when the pass ends (on a GPU, the epoch's one wait). A batch that was not
+        finite has been applied by then, so on divergence the model (parameters and
+        buffers) and the optimizer go back to where the pass started, and the error names
+        the first bad batch.
         """
         model, backend, opt, p = self.model, self.backend, self.opt, self.position
-        start_weights = [backend.copy(w) for w in model.parameters()]
+        snapshot = self._snapshot()
         n_batches = -(-self.n // self.batch_size)
-        losses = backend.zeros((n_batches,), model.dtype)
+        losses = backend.zeros((n_batches,), "float64")
         finite = backend.zeros((n_batches,), "bool")
         finite[: p.batch] = True
         correct = backend.zeros((n_batches,), "int64")
         fused = model._fused
         epoch, first, last = p.epoch + 1, p.batch, p.batch
-        for batch, Xb, Tb in self._batches(order):
-            loss, out = model.train_batch(Xb, Tb)
-            losses[batch - 1] = loss * Xb.shape[0]
+        for batch, Xb, Tb, rows in self._batches(order):
+            step = model.batch(rows, epoch=p.first_epoch + p.epoch)
+            loss, out = model.train_batch(Xb, Tb, step)
+            losses[batch - 1] = loss
             finite[batch - 1] = backend.finite_flag([loss, *model.parameter_gradients()])
             opt.step(model)
             if model.is_classifier:
@@ -619,19 +634,18 @@ class _Trainer:
             last = batch
             if self.interrupted and batch < n_batches:
                 break
-        ok = backend.to_numpy(finite[:last])  # the epoch's one wait for the device
-        if not ok.all() or not bool(backend.finite_flag(model.parameters())):
+        ok = backend.to_numpy(finite[:last])  # the pass's one read of the flags
+        if not ok.all() or not bool(backend.finite_flag(model.state_arrays())):
             bad = int((~ok).argmax()) + 1 if not ok.all() else last
-            for param, saved in zip(model.parameters(), start_weights, strict=True):
-                param[...] = saved
-            raise TrainingDivergedError(
-                f"training diverged at epoch {epoch}, batch {bad}: the loss or a gradient is "
-                f"not finite. Try a lower learning rate (it was {opt.lr}) or scale the "
-                f"inputs. The weights were restored to those at the start of epoch {epoch}.",
-                epoch=epoch,
-                batch=bad,
+            self._restore(snapshot)
+            what = "the loss or a gradient is" if not ok.all() else "an update made the weights"
+            _diverged(opt, epoch, bad, f"{what} not finite", where=first)
+        # Summed in batch order, weighted by batch size: the same sum however the epoch
+        # was split by an interruption.
+        for k, value in enumerate(backend.to_numpy(losses[first:last]).tolist(), start=first):
+            self.partial.loss += value * (
+                min(self.n, (k + 1) * self.batch_size) - k * self.batch_size
             )
-        self.partial.loss += float(backend.to_numpy(losses[first:last]).astype("float64").sum())
         self.partial.correct += float(backend.to_numpy(correct[first:last]).sum())
         p.batch = last
         return last == n_batches
@@ -649,18 +663,14 @@ def _show(bar: Any, history: dict[str, list[float]], epochs: int) -> None:
         bar.set_postfix({k: f"{v[-1]:.4g}" for k, v in history.items() if v}, refresh=False)
 
 
-def _diverged(model: Any, start_weights: list, epoch: int, batch: int, what: str) -> None:
-    """Keep the model at finite weights and raise :class:`TrainingDivergedError`."""
-    params = model.parameters()
-    restored = ""
-    if not model.backend.all_finite(params):
-        # An update overflowed earlier in this epoch; its start is the last known-finite point.
-        for p, saved in zip(params, start_weights, strict=True):
-            p[...] = saved
-        restored = f" The weights were restored to those at the start of epoch {epoch}."
+def _diverged(opt: Any, epoch: int, batch: int, what: str, where: int = 0) -> None:
+    """Raise :class:`TrainingDivergedError`; the model is back at the start of ``epoch``
+    (or, for a pass resumed mid-epoch, after its batch ``where``)."""
+    start = f"the start of epoch {epoch}" if not where else f"batch {where} of epoch {epoch}"
     raise TrainingDivergedError(
-        f"training diverged at epoch {epoch}, batch {batch}: {what}. "
-        f"Try a lower learning rate (it was {model.optimizer.lr}) or scale the inputs." + restored,
+        f"training diverged at epoch {epoch}, batch {batch}: {what}. Try a lower learning "
+        f"rate (it was {opt.lr}) or scale the inputs. The weights and the optimizer's state "
+        f"were restored to those at {start}.",
         epoch=epoch,
         batch=batch,
     )

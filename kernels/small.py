@@ -136,7 +136,8 @@ def sgd_epochs(
     the output layer's activation is folded into the fused losses. Writes each epoch's
     batch-size-weighted mean loss and number of correct predictions. Returns
     ``(epoch, batch)`` of the first batch whose loss, gradient or update is not finite
-    (counted from 0; the weights are left as they were before it), or ``(-1, -1)``.
+    (counted from 0; the weights are put back to those at the start of that epoch), or
+    ``(-1, -1)``.
     """
     n_layers = sizes.size - 1
     n = X.shape[0]
@@ -150,10 +151,12 @@ def sgd_epochs(
     acts = np.empty(act_offsets[n_layers], dtype=params.dtype)
     grads = np.empty(params.size, dtype=params.dtype)
     updated = np.empty(params.size, dtype=params.dtype)
+    epoch_start = np.empty(params.size, dtype=params.dtype)
     delta = np.empty((batch, width), dtype=params.dtype)
     delta_prev = np.empty((batch, width), dtype=params.dtype)
     out_width = sizes[n_layers]
     for e in range(orders.shape[0]):
+        epoch_start[:] = params
         total_loss = 0.0
         correct = 0
         b_index = 0
@@ -243,6 +246,7 @@ def sgd_epochs(
                 updated[k] = params[k] - lr * grads[k]
                 finite = finite and math.isfinite(grads[k]) and math.isfinite(updated[k])
             if not finite:
+                params[:] = epoch_start  # as the step-by-step loop: back to the epoch's start
                 return e, b_index
             params[:] = updated
             total_loss += batch_loss * nb

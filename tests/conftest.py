@@ -118,11 +118,11 @@ def _default_backend_unset(monkeypatch):
 
 
 class DeviceLikeBackend(NumpyBackend):
-    """The NumPy backend driven as a GPU backend is: no host read until the epoch ends.
-    Also a second backend that is always there, for tests that need two."""
+    """The NumPy backend under another name: a second backend that is always there, for
+    tests that need two, and one with no fused paths of its own (as a GPU backend's
+    device loop used to be tested on it)."""
 
     name = "device-like"
-    host_sync_is_cheap = False
 
 
 @pytest.fixture

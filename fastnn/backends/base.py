@@ -36,9 +36,6 @@ class Backend:
 
     name = "base"
     xp: Any = None
-    #: False where reading a value on the host waits for a device (GPUs): the training
-    #: loop then checks the loss once per epoch instead of once per batch.
-    host_sync_is_cheap = True
 
     def __repr__(self) -> str:
         return f"<fastnn backend {self.name!r}>"
@@ -208,6 +205,95 @@ class Backend:
         dZ /= dZ.size
         return loss, dZ
 
+    # -- batch normalization ------------------------------------------------------
+
+    def batchnorm_train(self, X: Any, gamma: Any, beta: Any, eps: float) -> tuple:
+        """Per feature, over the rows: ``mu = mean(X)``, ``var = mean((X - mu)**2)``,
+        ``X_hat = (X - mu) / sqrt(var + eps)``, ``H = gamma X_hat + beta``.
+        Returns ``(H, mu, var, cache)``; ``cache`` is what the backward needs."""
+        mean = X.mean(axis=0)
+        centered = X - mean
+        var = (centered * centered).mean(axis=0)
+        inv_std = 1 / self.xp.sqrt(var + eps)
+        X_hat = centered * inv_std
+        return X_hat * gamma + beta, mean, var, (X_hat, inv_std)
+
+    def batchnorm_eval(
+        self, X: Any, gamma: Any, beta: Any, running_mean: Any, running_var: Any, eps: float
+    ) -> Any:
+        """``H = gamma (X - running_mean) / sqrt(running_var + eps) + beta``."""
+        return (X - running_mean) * (gamma / self.xp.sqrt(running_var + eps)) + beta
+
+    def batchnorm_update_running(
+        self, running_mean: Any, running_var: Any, mean: Any, var: Any, n: int, momentum: float
+    ) -> None:
+        """In place: ``running = (1 - momentum) running + momentum batch``, with the
+        unbiased variance ``var n / (n - 1)`` of the ``n`` rows."""
+        running_mean *= 1 - momentum
+        running_mean += momentum * mean
+        running_var *= 1 - momentum
+        running_var += (momentum * n / (n - 1)) * var
+
+    def batchnorm_backward(self, dH: Any, cache: Any, gamma: Any, need_dX: bool = True) -> tuple:
+        """``dbeta = sum(dH)``, ``dgamma = sum(dH X_hat)`` over the rows, and
+        ``dX = gamma / (n sqrt(var + eps)) (n dH - dbeta - X_hat dgamma)``: ``(dX, dgamma,
+        dbeta)``, ``dX`` None unless ``need_dX``."""
+        X_hat, inv_std = cache
+        n = dH.shape[0]
+        dbeta = dH.sum(axis=0)
+        dgamma = (dH * X_hat).sum(axis=0)
+        dX = (gamma * inv_std / n) * (n * dH - dbeta - X_hat * dgamma) if need_dX else None
+        return dX, dgamma, dbeta
+
+    # -- dropout: counter-based masks, the same bits on every backend --------------
+
+    def arange(self, start: int, stop: int) -> Any:
+        """``[start, start + 1, ..., stop - 1]`` (integers)."""
+        return self.xp.arange(start, stop)
+
+    def philox4x32(self, counters: Any, key: tuple[int, int]) -> Any:
+        """Philox4x32-10 (Salmon et al., SC 2011): uint32 counters of shape (..., 4) and a
+        key of two uint32 words -> as many uint32 random words. Each of the 10 rounds
+        multiplies words 0 and 2 by fixed constants into 64-bit products and mixes their
+        halves with words 1 and 3 and the key, bumped by a Weyl step between rounds."""
+        xp = self.xp
+        c = counters.astype(xp.uint64)
+        c0, c1, c2, c3 = c[..., 0], c[..., 1], c[..., 2], c[..., 3]
+        low, shift = xp.uint64(0xFFFFFFFF), xp.uint64(32)
+        m0, m1 = xp.uint64(0xD2511F53), xp.uint64(0xCD9E8D57)
+        k0, k1 = int(key[0]), int(key[1])
+        for _ in range(10):
+            p0, p1 = m0 * c0, m1 * c2
+            c0, c1, c2, c3 = (
+                (p1 >> shift) ^ c1 ^ xp.uint64(k0),
+                p1 & low,
+                (p0 >> shift) ^ c3 ^ xp.uint64(k1),
+                p0 & low,
+            )
+            k0, k1 = (k0 + 0x9E3779B9) & 0xFFFFFFFF, (k1 + 0xBB67AE85) & 0xFFFFFFFF
+        return xp.stack([c0, c1, c2, c3], axis=-1).astype(xp.uint32)
+
+    def dropout_mask(
+        self, rows: Any, width: int, p: float, key: tuple[int, int], epoch: int, layer: int
+    ) -> Any:
+        """Which units to keep, shape (len(rows), width): unit ``j`` of sample ``rows[r]``
+        is dropped when Philox word ``j mod 4`` at counter ``(j div 4, rows[r], epoch,
+        2^24 + layer)`` is below ``round(p 2^32)``, an integer test, so every backend and
+        dtype keep the same units."""
+        xp = self.xp
+        blocks = -(-width // 4)
+        counters = xp.empty((rows.shape[0], blocks, 4), dtype=xp.uint32)
+        counters[..., 0] = xp.arange(blocks, dtype=xp.uint32)[None, :]
+        counters[..., 1] = rows.astype(xp.uint32)[:, None]
+        counters[..., 2] = epoch
+        counters[..., 3] = (1 << 24) + layer
+        words = self.philox4x32(counters, key).reshape(rows.shape[0], blocks * 4)[:, :width]
+        return words >= xp.uint32(min(round(p * 2**32), 2**32 - 1))
+
+    def dropout(self, X: Any, keep: Any, p: float) -> Any:
+        """``X * keep / (1 - p)``: the kept units, scaled so the expected sum is unchanged."""
+        return X * keep * X.dtype.type(1 / (1 - p))
+
     # -- in-place optimizer updates over all parameters ---------------------------
 
     def sgd_step(
@@ -276,7 +362,8 @@ class Backend:
         fused loss, backward and ``P -= lr dP`` as the step-by-step path. Returns
         ``(loss per epoch, correct predictions per epoch, failure)`` where ``failure`` is
         ``(epoch, batch)`` (from 0) of a batch whose loss or gradient was not finite, the
-        parameters left as before it, else None. The base class has no such path.
+        parameters put back to those at the start of that epoch, else None. The base class
+        has no such path.
         """
         return None
 

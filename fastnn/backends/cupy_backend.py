@@ -178,7 +178,6 @@ class CupyBackend(Backend):
 
     name = "cupy"
     xp = cupy
-    host_sync_is_cheap = False
 
     def __init__(self) -> None:
         check_device()

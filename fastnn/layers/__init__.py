@@ -7,7 +7,18 @@ defined anywhere registers itself by setting ``kind``.
 from __future__ import annotations
 
 from .activation import Activation
-from .base import LAYERS, Layer, layer_from_config
+from .base import LAYERS, Batch, Layer, layer_from_config
+from .batchnorm import BatchNorm
 from .dense import Dense
+from .dropout import Dropout
 
-__all__ = ["LAYERS", "Activation", "Dense", "Layer", "layer_from_config"]
+__all__ = [
+    "LAYERS",
+    "Activation",
+    "Batch",
+    "BatchNorm",
+    "Dense",
+    "Dropout",
+    "Layer",
+    "layer_from_config",
+]

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastnn.activations import check_activation
 
-from .base import Layer
+from .base import Batch, Layer
 
 
 class Activation(Layer):
@@ -38,7 +38,7 @@ class Activation(Layer):
     def config(self) -> dict[str, Any]:
         return {"name": self.name}
 
-    def forward(self, X: Any, train: bool = False) -> Any:
+    def forward(self, X: Any, train: bool = False, batch: Batch | None = None) -> Any:
         self._require_built()
         H = getattr(self.backend, self.name)(X)
         if train:
@@ -49,7 +49,7 @@ class Activation(Layer):
         dX = getattr(self.backend, "backprop_" + self.name)(dH, self._H)
         return dX if need_dX else None
 
-    def forward_logits(self, X: Any, train: bool = False) -> Any:
+    def forward_logits(self, X: Any, train: bool = False, batch: Batch | None = None) -> Any:
         self._require_built()
         return X
 

@@ -13,15 +13,52 @@ the layer's class:
 * a **build** step (:meth:`build`) that gets the backend, dtype, generator and input width
   and returns the output width; parameters exist from then on.
 
-``forward(X, train)`` computes the output; with ``train`` it also caches what backward
-needs and uses training behaviour (batch statistics, dropout masks). ``backward(dH)``
-sets the parameters' gradients and returns ``dX``. Both are written against backend ops,
-so a layer runs on every backend.
+``forward(X, train, batch)`` computes the output; with ``train`` it also caches what
+backward needs and uses training behaviour (batch statistics, dropout masks), and
+``batch`` (a :class:`Batch`) says which samples the rows are and what the step may
+change. ``backward(dH)`` sets the parameters' gradients and returns ``dX``. Both are
+written against backend ops, so a layer runs on every backend.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What a training forward pass knows beyond the rows themselves.
+
+    Attributes
+    ----------
+    rows : backend int array or None
+        Each row's sample index in the training data (None: ``0 .. n-1``). Dropout masks
+        are drawn per sample index, so a sample gets the same mask in any batch.
+    epoch : int
+        The model's epoch number (dropout masks differ between epochs).
+    key : tuple of two int
+        The model's 64-bit key for counter-based randomness (dropout masks).
+    layer : int
+        The position of the layer being run (set by the model for each layer).
+    draw_masks : bool
+        False: dropout is the identity (``model.gradients``).
+    update_statistics : bool
+        False: running statistics stay as they are (``model.gradients``).
+    """
+
+    rows: Any = None
+    epoch: int = 0
+    key: tuple[int, int] = (0, 0)
+    layer: int = 0
+    draw_masks: bool = True
+    update_statistics: bool = True
+
+    def at(self, layer: int) -> Batch:
+        """The same batch, for the layer at position ``layer``."""
+        return dataclasses.replace(self, layer=layer)
+
 
 #: layer kind (as stored in files) -> class
 LAYERS: dict[str, type[Layer]] = {}
@@ -35,6 +72,10 @@ class Layer:
     buffer_names: ClassVar[tuple[str, ...]] = ()
     #: the activation a layer ends with, which a loss may fuse with (see :meth:`forward_logits`)
     output_activation: ClassVar[str | None] = None
+    #: rows a training batch needs at least (BatchNorm: 2, for a variance)
+    min_batch_rows: ClassVar[int] = 1
+    #: whether training forward passes need :attr:`Batch.rows` (dropout masks)
+    uses_sample_index: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -108,16 +149,16 @@ class Layer:
 
     # -- computation ----------------------------------------------------------------------
 
-    def forward(self, X: Any, train: bool = False) -> Any:
+    def forward(self, X: Any, train: bool = False, batch: Batch | None = None) -> Any:
         """Output for a backend array ``X`` of shape (n, n_in); ``train``: training
-        behaviour, and cache what :meth:`backward` needs."""
+        behaviour, and cache what :meth:`backward` needs; ``batch``: see :class:`Batch`."""
         raise NotImplementedError
 
     def backward(self, dH: Any, need_dX: bool = True) -> Any:
         """From ``dH = dL/dH`` set the gradients; return ``dX`` (None unless ``need_dX``)."""
         raise NotImplementedError
 
-    def forward_logits(self, X: Any, train: bool = False) -> Any:
+    def forward_logits(self, X: Any, train: bool = False, batch: Batch | None = None) -> Any:
         """The output before ``output_activation``, for a loss fused with it."""
         raise NotImplementedError(f"{self!r} ends with no activation a loss can fuse with")
 

@@ -7,7 +7,7 @@ from typing import Any
 from fastnn.activations import check_activation
 from fastnn.init import initial_weights
 
-from .base import Layer
+from .base import Batch, Layer
 
 
 def positive_size(value: object, what: str) -> int:
@@ -82,7 +82,7 @@ class Dense(Layer):
         W, b = initial_weights(rng, self.n_in, self.n_out, self.activation)
         return {"W": W, "b": b}
 
-    def forward(self, X: Any, train: bool = False) -> Any:
+    def forward(self, X: Any, train: bool = False, batch: Batch | None = None) -> Any:
         """``H = act(X @ W.T + b)``: (n, n_in) -> (n, n_out); ``train`` caches for backward."""
         self._require_built()
         H = self.backend.dense_forward(X, self.W, self.b, self.activation)
@@ -90,7 +90,7 @@ class Dense(Layer):
             self._X, self._H = X, H
         return H
 
-    def forward_logits(self, X: Any, train: bool = False) -> Any:
+    def forward_logits(self, X: Any, train: bool = False, batch: Batch | None = None) -> Any:
         """``Z = X @ W.T + b`` without the activation, for a loss fused with it."""
         self._require_built()
         Z = self.backend.affine(X, self.W, self.b)
