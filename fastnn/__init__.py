@@ -12,7 +12,7 @@ from .backends import available_backends, get_backend, known_backends, use_backe
 from .conformance import check_backends
 from .errors import ModelFileError, TrainingDivergedError
 from .gradcheck import gradcheck
-from .layers import Activation, Dense, Layer
+from .layers import Activation, BatchNorm, Dense, Dropout, Layer
 from .model import MLP, Sequential
 from .optimizers import SGD, Adam
 from .perceptron import Perceptron
@@ -38,6 +38,8 @@ def to_numpy(array: Any) -> Any:
 __all__ = [
     "MLP",
     "Activation",
+    "BatchNorm",
+    "Dropout",
     "Layer",
     "SGD",
     "Adam",

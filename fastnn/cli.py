@@ -92,6 +92,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="activation of the hidden layers",
     )
     net.add_argument(
+        "--dropout",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="dropout probability after each hidden layer, in [0, 1) (0: none)",
+    )
+    net.add_argument(
+        "--batch-norm",
+        action="store_true",
+        help="batch normalization between each hidden layer's product and its activation",
+    )
+    net.add_argument(
         "--loss",
         choices=list(LOSSES),
         default="cross_entropy",
@@ -380,6 +392,8 @@ def train(args: argparse.Namespace) -> int:
             backend=args.backend,
             dtype=args.dtype,
             seed=args.seed,
+            dropout=args.dropout,
+            batch_norm=args.batch_norm,
         )
     lr = args.lr if args.lr is not None else (0.001 if args.optimizer == "adam" else 0.05)
     parts = f"{X_fit.shape[0]} training, "

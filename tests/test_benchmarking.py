@@ -5,6 +5,7 @@ These run tiny workloads; timings are never asserted.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -40,7 +41,12 @@ def test_flop_counts():
     assert ARCHITECTURES["L"].describe() == "784-2048-2048-10"
 
 
-@pytest.mark.parametrize("arch", [S, LECTURE], ids=["S", "lecture"])
+SMALL_BN_DROPOUT = dataclasses.replace(
+    ARCHITECTURES["M-bn-dropout"], sizes=(20, 16, 8, 4), batch=16, epoch_samples=64
+)
+
+
+@pytest.mark.parametrize("arch", [S, LECTURE, SMALL_BN_DROPOUT], ids=["S", "lecture", "bn-dropout"])
 def test_fastnn_workloads_pass_their_checks(candidate, arch):
     backend, dtype = candidate
     for workload in (
@@ -182,3 +188,8 @@ def test_gpu_check_keeps_every_result_when_a_workload_raises(tmp_path, monkeypat
     assert "injected failure" in data["errors"][0]["error"]
     assert "error: L: RuntimeError: injected failure" in (tmp_path / "gpu-check.txt").read_text()
     assert data["preflight"]["cupy"] and data["tests"] == dict(passing, seconds=0)
+
+
+def test_peers_refuse_networks_they_cannot_twin():
+    with pytest.raises(peers.PeerUnavailable, match="no peer here builds the same"):
+        peers.tutorial_train_step(SMALL_BN_DROPOUT, "float32")

@@ -202,3 +202,12 @@ def test_train_reports_the_memory_a_backend_holds(backend, tmp_path, capsys):
         assert held is None, out
     else:
         assert held is not None and float(held.group(1)) > 0, out
+
+
+def test_train_with_dropout_and_batch_norm(tmp_path, capsys):
+    out = tmp_path / "m.safetensors"
+    args = ["train", "--dropout", "0.2", "--batch-norm", "--epochs", "3", "--no-plot"]
+    assert main([*args, "--model-out", str(out)]) == 0
+    assert "test accuracy" in capsys.readouterr().out
+    kinds = [layer.kind for layer in fastnn.load(out).layers]
+    assert kinds == ["Dense", "BatchNorm", "Activation", "Dropout", "Dense"]

@@ -16,6 +16,7 @@ PYTHON_BLOCKS = re.findall(r"```python\n(.*?)```", README, flags=re.S)
 
 
 GPU = "# needs a GPU"
+EVERY_BACKEND = "# on every backend"
 
 
 @pytest.mark.parametrize(
@@ -27,6 +28,7 @@ GPU = "# needs a GPU"
             marks=[pytest.mark.files] if "save(" in block or "checkpoint=" in block else [],
         )
         for i, block in enumerate(PYTHON_BLOCKS)
+        if not block.startswith(EVERY_BACKEND)
     ],
 )
 def test_readme_python_blocks_run(index, tmp_path, monkeypatch):
@@ -44,3 +46,12 @@ def test_readme_commands_are_what_ci_runs():
     assert train_command == 'pip install ".[plot]" && fastnn train'
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert test_command in ci.splitlines(), "CI must run the README's test command verbatim"
+
+
+@pytest.mark.parametrize(
+    "index", [i for i, block in enumerate(PYTHON_BLOCKS) if block.startswith(EVERY_BACKEND)]
+)
+def test_readme_blocks_for_every_backend_run_on_each(index, backend, tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTNN_BACKEND", backend)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(PYTHON_BLOCKS[index], f"README.md python block {index}", "exec"), {})

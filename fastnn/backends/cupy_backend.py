@@ -262,6 +262,8 @@ class CupyBackend(Backend):
         return dX, dW
 
     def dense_forward(self, X: Any, W: Any, b: Any, activation: str) -> Any:
+        if activation not in _CODES and activation != "softmax":  # no kernel: the base's
+            return super().dense_forward(X, W, b, activation)
         n, m = X.shape[0], W.shape[0]
         H = cupy.matmul(X, W.T, out=self._work.get(W, "Z", (n, m), W.dtype))
         if activation == "softmax":
@@ -275,8 +277,8 @@ class CupyBackend(Backend):
     def dense_backward(
         self, dH: Any, X: Any, W: Any, H: Any, activation: str, need_dX: bool = True
     ) -> tuple:
-        if activation == "softmax":  # a row-wise Jacobian: the base's composed form
-            return super().dense_backward(dH, X, W, H, activation, need_dX)
+        if activation not in _CODES:  # softmax (a row-wise Jacobian) and names without a
+            return super().dense_backward(dH, X, W, H, activation, need_dX)  # kernel
         n, m = H.shape
         chunk, chunks = _row_chunks(n)
         dZ = self._work.get(W, "dZ", (n, m), W.dtype)

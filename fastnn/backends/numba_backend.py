@@ -73,6 +73,8 @@ class NumbaBackend(NumpyBackend):
         return dX, dW
 
     def dense_forward(self, X: Any, W: Any, b: Any, activation: str) -> Any:
+        if activation not in dense.CODES:  # no kernel for it (yet): the base's composition
+            return super().dense_forward(X, W, b, activation)
         H = self._work.get(W, "Z", (X.shape[0], W.shape[0]), W.dtype)
         numpy.matmul(X, W.T, out=H)
         dense.bias_activation(H, b, dense.CODES[activation])
@@ -81,6 +83,8 @@ class NumbaBackend(NumpyBackend):
     def dense_backward(
         self, dH: Any, X: Any, W: Any, H: Any, activation: str, need_dX: bool = True
     ) -> tuple:
+        if activation not in dense.CODES:
+            return super().dense_backward(dH, X, W, H, activation, need_dX)
         dZ = self._work.get(W, "dZ", H.shape, W.dtype)
         db = self._work.get(W, "db", (W.shape[0],), W.dtype)
         dense.activation_backward_bias(dH, H, dense.CODES[activation], dZ, db)
@@ -166,6 +170,10 @@ class NumbaBackend(NumpyBackend):
         weights = sum(p.size for p in params[::2])
         if weights * min(batch_size, X.shape[0]) > SMALL_NETWORK_WORK:
             return None
+        if not set(activations) <= set(dense.CODES) or (
+            loss not in _LOSS_CODES and loss != "cross_entropy"
+        ):
+            return None  # the kernel knows these names only
         flat = numpy.concatenate([p.reshape(-1) for p in params])
         sizes = numpy.array([params[0].shape[1]] + [W.shape[0] for W in params[::2]])
         codes = numpy.array([dense.CODES[a] for a in activations])

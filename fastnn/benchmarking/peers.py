@@ -27,6 +27,11 @@ def _import(module: str, hint: str) -> Any:
 
 
 def _initial_weights(arch: Architecture) -> list[tuple[np.ndarray, np.ndarray]]:
+    if arch.dropout or arch.batch_norm:
+        raise PeerUnavailable(
+            f"no peer here builds the same {arch.name} network: its dropout masks come from "
+            "fastnn's own generator (the fastnn backends are compared with each other)"
+        )
     return reference_model(arch).get_weights()
 
 
