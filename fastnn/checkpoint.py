@@ -20,7 +20,7 @@ from typing import Any
 from .errors import ModelFileError
 from .io import FileContents, read_file, write_file
 from .optimizers import SGD, Adam, Optimizer
-from .training import Position
+from .position import Position
 
 CHECKPOINT_FORMAT = "fastnn-checkpoint"
 _OPTIMIZERS: dict[str, type[Optimizer]] = {"SGD": SGD, "Adam": Adam}

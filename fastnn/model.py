@@ -114,6 +114,7 @@ class Sequential:
         # Batch orders: epoch e of the model's training (counted over all its fit calls)
         # is visited in an order that depends on this key, from the seed, and e alone.
         self._order_key = derive_key(seed if seed is not None else fresh_entropy())
+        self._mask_key: tuple[Any, tuple[int, int]] = (None, (0, 0))
         self._epochs_trained = 0
         for layer, width in zip(self.layers, self._widths, strict=False):
             layer.build(self.backend, self.dtype, self._rng, width)
@@ -166,10 +167,12 @@ class Sequential:
     def batch(self, rows: Any = None, epoch: int | None = None, **flags: bool) -> Batch:
         """The :class:`~fastnn.layers.Batch` of a training step: sample indices ``rows``
         (None: ``0 .. n-1``), the model's epoch (default: epochs trained so far) and key."""
+        if self._mask_key[0] != self._order_key:  # derived once per key
+            self._mask_key = (self._order_key, mask_key(self._order_key))
         return Batch(
             rows=rows,
             epoch=self._epochs_trained if epoch is None else epoch,
-            key=mask_key(self._order_key),
+            key=self._mask_key[1],
             **flags,
         )
 

@@ -11,15 +11,17 @@ import tempfile
 import threading
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import TrainingDivergedError
 from .fingerprint import data_fingerprint, describe_difference
+from .hooks import Checkpoints, EarlyStopping, Hook, ProgressBar, wants_every_batch
+from .layers import Batch
 from .model import batch_slices
 from .optimizers import SGD, make_optimizer
-from .random import epoch_orders
+from .position import Position
+from .random import epoch_orders, mask_key
 from .validation import on_host, positive_int
 
 # The fused many-epoch path gets at most this many samples' worth of epochs per call.
@@ -50,6 +52,7 @@ def fit(
     checkpoint_every: int = 1,
     resume: Any = None,
     force: bool = False,
+    hooks: Any = (),
 ) -> dict[str, list[float]]:
     """Train ``model`` by mini-batch gradient descent.
 
@@ -101,6 +104,9 @@ def fit(
     force : bool
         Resume even when the data's fingerprint (shape, dtype, a sample of rows of ``X``
         and ``y``) differs from the checkpoint's; a warning says so.
+    hooks : sequence of Hook
+        Your own :class:`~fastnn.hooks.Hook` objects, called after the built-in ones
+        (progress bar, checkpoints, early stopping) at the loop's fixed points.
 
     Returns
     -------
@@ -153,6 +159,10 @@ def fit(
         _check_writable(checkpoint)
     if progress is None:
         progress = sys.stderr.isatty()
+    hooks = list(hooks)
+    for hook in hooks:
+        if not isinstance(hook, Hook):
+            raise TypeError(f"hooks must be fastnn.hooks.Hook objects, got {hook!r}")
 
     trainer = _Trainer(
         model,
@@ -164,16 +174,21 @@ def fit(
         epochs,
         batch_size,
         shuffle,
-        patience,
-        checkpoint,
-        checkpoint_every,
         fingerprint,
     )
     if saved is not None:
         trainer.restore(saved)
+    built_in: list[Hook] = []
+    if progress:
+        built_in.append(ProgressBar(epochs, trainer.position.epoch))
+    if checkpoint is not None:
+        built_in.append(Checkpoints(checkpoint, checkpoint_every))
+    if patience is not None:
+        built_in.append(EarlyStopping(patience, "val_loss" if X_val is not None else "loss"))
+    trainer.set_hooks([*built_in, *hooks])
     with _interrupts() as interrupted:
         trainer.interrupted = interrupted
-        trainer.run(progress)
+        trainer.run()
     return model.history
 
 
@@ -295,27 +310,6 @@ def _check_resumable(model: Any, saved: Any, path: Any, optimizer: Any, *setting
         )
 
 
-@dataclass
-class Position:
-    """Where a training run is: enough to draw the same batches from here on.
-
-    The run's epoch ``e`` is the model's epoch ``first_epoch + e``, whose batch order is a
-    function of ``key`` and that number alone (:func:`fastnn.random.epoch_orders`), so no
-    generator state needs saving.
-    """
-
-    epochs: int  # the run's total
-    epoch: int  # epochs completed
-    key: list[int] = field(default_factory=lambda: [0, 0])  # the model's batch-order key
-    first_epoch: int = 0  # epochs the model had trained before this run
-    batch: int = 0  # batches completed in the epoch under way (0: at an epoch boundary)
-    partial_loss: float = 0.0  # that epoch's loss sum (weighted by batch size) so far
-    partial_correct: float = 0.0
-    partial_units: int = 0
-    batch_size: int = 32
-    shuffle: bool = True
-
-
 class _Interrupted:
     """Set by Ctrl-C while ``fit`` runs; the loop stops after the current batch."""
 
@@ -366,9 +360,6 @@ class _Trainer:
         epochs: int,
         batch_size: int,
         shuffle: bool,
-        patience: int | None,
-        checkpoint: Any,
-        checkpoint_every: int,
         fingerprint: dict,
     ) -> None:
         backend = model.backend
@@ -385,11 +376,7 @@ class _Trainer:
         self.Td = model._targets_to_backend(T_host)
         self.X_val, self.T_val = X_val, T_val
         self.epochs, self.batch_size, self.shuffle = epochs, batch_size, shuffle
-        self.patience, self.checkpoint, self.checkpoint_every = (
-            patience,
-            checkpoint,
-            checkpoint_every,
-        )
+        self.hooks: list[Hook] = []
         self.position = Position(
             epochs=epochs,
             epoch=0,
@@ -405,20 +392,17 @@ class _Trainer:
             self.history["val_loss"] = []
             if model.is_classifier:
                 self.history["val_accuracy"] = []
-        self.monitor = "val_loss" if X_val is not None else "loss"
-        # (monitored loss, weights, epoch)
-        self.best: tuple[float, list | None, int] = (math.inf, None, 0)
         self.partial = _Epoch()
         self.interrupted: Any = False
-        # A backend may run many epochs of plain SGD in one call (small networks); that
-        # needs nothing to happen between epochs: no validation, no early stopping.
         self.needs_rows = any(layer.uses_sample_index for layer in model.layers)
-        # ... and a network of dense layers only, whose activations it is given.
+        self.mask_key = mask_key(model._order_key)  # replaced by a resumed run's
+        # A backend may run many epochs of plain SGD in one call (small networks of dense
+        # layers, whose activations it is given); that needs nothing to happen between
+        # batches or epochs: no validation, no per-epoch hook but checkpoints and the bar.
         self.small_network = [layer.small_network_activation() for layer in model.layers]
         self.try_fused = (
             None not in self.small_network
             and X_val is None
-            and patience is None
             and not self.stream
             and isinstance(opt, SGD)
             and not opt.momentum
@@ -437,32 +421,67 @@ class _Trainer:
         for key in self.history:
             self.history[key] = list(saved.history.get(key, []))
         self.partial = _Epoch(p.partial_loss, p.partial_correct, p.partial_units)
+        self.mask_key = mask_key(p.key)
 
-    def run(self, progress: bool) -> None:
+    def set_hooks(self, hooks: list[Hook]) -> None:
+        """The hooks of this run; per-batch ones, or any but the progress bar and
+        checkpoints, keep the run off the fused many-epoch path."""
+        self.hooks = hooks
+        self.try_fused = self.try_fused and all(
+            isinstance(h, ProgressBar | Checkpoints) and not wants_every_batch(h) for h in hooks
+        )
+
+    # -- what hooks see --------------------------------------------------------------
+
+    @property
+    def optimizer(self) -> Any:
+        return self.opt
+
+    def stop(self) -> None:
+        """End the run after the current epoch (early stopping)."""
+        self.epochs = self.position.epoch
+
+    def save(self, path: Any) -> None:
+        """Write a checkpoint of the run as it stands to ``path``."""
+        from .checkpoint import save_checkpoint  # file libraries load only when files are used
+
+        p = self.position
+        p.partial_loss, p.partial_correct = self.partial.loss, self.partial.correct
+        p.partial_units = self.partial.units
+        save_checkpoint(path, self.model, self.opt, p, self.history, self.fingerprint)
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def run(self) -> None:
         model, backend, p = self.model, self.backend, self.position
         model.history = self.history
         model.optimizer = self.opt
-        bar = _progress_bar(self.epochs, p.epoch) if progress else None
         try:
             with backend.float_errors_ignored():
-                self._run_epochs(bar)
+                self._run_epochs()
+            if self.interrupted:
+                for hook in self.hooks:
+                    hook.on_interrupt(self)
+            else:
+                for hook in self.hooks:
+                    hook.on_run_end(self)
         finally:
             model._epochs_trained = p.first_epoch + p.epoch
-            if bar is not None:
-                bar.close()
+            for hook in self.hooks:
+                hook.close(self)
             for layer in model.layers:
                 layer.release()
         if self.interrupted:
-            self._save()
             where = f"epoch {p.epoch + 1}, batch {p.batch}" if p.batch else f"epoch {p.epoch}"
-            saved = f"; checkpoint written to {self.checkpoint}" if self.checkpoint else ""
+            saved = next(
+                (
+                    f"; checkpoint written to {h.path}"
+                    for h in self.hooks
+                    if isinstance(h, Checkpoints)
+                ),
+                "",
+            )
             raise KeyboardInterrupt(f"training interrupted after {where}{saved}")
-        if self.checkpoint is not None:
-            self._save()
-        best_loss, best_state, best_epoch = self.best
-        if best_state is not None and best_epoch != len(self.history["loss"]):
-            for array, saved in zip(model.state_arrays(), best_state, strict=True):
-                array[...] = saved
 
     def _stopped(self) -> bool:
         return bool(self.interrupted)
@@ -473,29 +492,27 @@ class _Trainer:
         offset = p.first_epoch
         return epoch_orders(p.key, offset + first, offset + stop, self.n, self.shuffle)
 
-    def _run_epochs(self, bar: Any) -> None:
+    def _run_epochs(self) -> None:
         p = self.position
         while p.epoch < self.epochs and not self._stopped():
             if self.try_fused and p.batch == 0:
                 per_call = max(1, _FUSED_CHUNK_SAMPLES // self.n)
                 stop = min(self.epochs, self._next_checkpoint(), p.epoch + per_call)
-                if self._run_fused(self._orders(p.epoch, stop), bar):
+                if self._run_fused(self._orders(p.epoch, stop)):
                     continue
                 self.try_fused = False
             # Without shuffling, data on the backend is read in plain slices.
             order = self._orders(p.epoch, p.epoch + 1)[0] if self.shuffle or self.stream else None
             if not self._run_epoch(order):
                 return  # interrupted mid-epoch
-            self._end_epoch(bar)
+            self._end_epoch()
 
     def _next_checkpoint(self) -> int:
-        if self.checkpoint is None:
-            return self.epochs
-        every = self.checkpoint_every
-        return (self.position.epoch // every + 1) * every
+        due = [h.next_due(self.position.epoch) for h in self.hooks if isinstance(h, Checkpoints)]
+        return min(due, default=self.epochs)
 
-    def _end_epoch(self, bar: Any) -> None:
-        """Record a completed epoch: history, validation, checkpoint, early stopping."""
+    def _end_epoch(self) -> None:
+        """Record a completed epoch (history, validation), then the hooks."""
         model, p, history = self.model, self.position, self.history
         history["loss"].append(self.partial.loss / self.n)
         if model.is_classifier:
@@ -509,27 +526,10 @@ class _Trainer:
             history["val_loss"].append(scores["loss"])
             if model.is_classifier:
                 history["val_accuracy"].append(scores["accuracy"])
-        _show(bar, history, 1)
-        if self.checkpoint is not None and p.epoch % self.checkpoint_every == 0:
-            self._save()
-        if self.patience is not None:
-            loss = history[self.monitor][-1]
-            if loss < self.best[0]:
-                self.best = (loss, [self.backend.copy(a) for a in model.state_arrays()], p.epoch)
-            elif p.epoch - self.best[2] >= self.patience:
-                self.epochs = p.epoch  # stop here
+        for hook in self.hooks:
+            hook.on_epochs_end(self, 1)
 
-    def _save(self) -> None:
-        if self.checkpoint is None:
-            return
-        p = self.position
-        p.partial_loss, p.partial_correct = self.partial.loss, self.partial.correct
-        p.partial_units = self.partial.units
-        from .checkpoint import save_checkpoint  # file libraries load only when files are used
-
-        save_checkpoint(self.checkpoint, self.model, self.opt, p, self.history, self.fingerprint)
-
-    def _run_fused(self, orders: Any, bar: Any) -> bool:
+    def _run_fused(self, orders: Any) -> bool:
         """Run these epochs through the backend's fused SGD path; False if it has none."""
         model, opt, p = self.model, self.opt, self.position
         result = self.backend.sgd_epochs(
@@ -553,12 +553,11 @@ class _Trainer:
         if model.is_classifier:
             self.history["accuracy"].extend((correct[:done] / units).tolist())
         p.epoch += done
-        _show(bar, self.history, done)
         if failure is not None:  # the backend put the weights back to the epoch's start
             what = "the loss, a gradient or an update is not finite"
             _diverged(opt, p.epoch + 1, failure[1] + 1, what)
-        if self.checkpoint is not None and p.epoch % self.checkpoint_every == 0:
-            self._save()
+        for hook in self.hooks:
+            hook.on_epochs_end(self, done)
         return True
 
     def _batches(self, order: Any) -> Iterator[tuple[int, Any, Any, Any]]:
@@ -622,10 +621,12 @@ class _Trainer:
         fused = model._fused
         epoch, first, last = p.epoch + 1, p.batch, p.batch
         for batch, Xb, Tb, rows in self._batches(order):
-            step = model.batch(rows, epoch=p.first_epoch + p.epoch)
+            step = Batch(rows, p.first_epoch + p.epoch, self.mask_key)
             loss, out = model.train_batch(Xb, Tb, step)
             losses[batch - 1] = loss
             finite[batch - 1] = backend.finite_flag([loss, *model.parameter_gradients()])
+            for hook in self.hooks:
+                hook.after_backward(self)
             opt.step(model)
             if model.is_classifier:
                 c, u = model.count_correct(out, Tb, logits=fused)
@@ -649,18 +650,6 @@ class _Trainer:
         self.partial.correct += float(backend.to_numpy(correct[first:last]).sum())
         p.batch = last
         return last == n_batches
-
-
-def _progress_bar(epochs: int, done: int) -> Any:
-    from tqdm import tqdm  # imported only when a bar is shown
-
-    return tqdm(total=epochs, initial=done, unit="epoch", file=sys.stderr, leave=True)
-
-
-def _show(bar: Any, history: dict[str, list[float]], epochs: int) -> None:
-    if bar is not None:
-        bar.update(epochs)
-        bar.set_postfix({k: f"{v[-1]:.4g}" for k, v in history.items() if v}, refresh=False)
 
 
 def _diverged(opt: Any, epoch: int, batch: int, what: str, where: int = 0) -> None:

@@ -11,6 +11,7 @@ import pytest
 from conftest import skip_unless_required
 
 import fastnn
+import fastnn.hooks
 from fastnn import training
 from fastnn.datasets import make_lecture_toy, make_spirals, make_xor
 
@@ -410,3 +411,41 @@ def test_training_needs_neither_safetensors_nor_tqdm():
         [sys.executable, "-c", TRAIN_WITHOUT_FILE_LIBRARIES], capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
+
+
+class _ZeroGradients(fastnn.hooks.Hook):
+    """Between backward and update: every gradient set to 0 (so nothing moves)."""
+
+    def __init__(self):
+        self.batches = 0
+        self.epochs = []
+
+    def after_backward(self, run):
+        self.batches += 1
+        for g in run.model.parameter_gradients():
+            g[...] = 0
+
+    def on_epochs_end(self, run, count):
+        self.epochs.append((count, run.position.epoch))
+
+
+def test_hooks_act_between_backward_and_update_on_every_path(backend):
+    """A per-batch hook sees every batch, small networks included (whose fused
+    many-epoch path it turns off), and per-epoch calls follow the run."""
+    X, y = make_lecture_toy()
+    model = fastnn.MLP([2, 5, 1], activation="sigmoid", loss="mse", backend=backend, seed=0)
+    before = model.get_weights()
+    hook = _ZeroGradients()
+    history = model.fit(X, y, epochs=6, batch_size=1, optimizer="sgd", lr=0.5, hooks=[hook])
+    assert hook.batches == 12 and hook.epochs == [(1, e) for e in range(1, 7)]
+    assert len(history["loss"]) == 6
+    for (W, b), (W0, b0) in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(W, W0)
+        np.testing.assert_array_equal(b, b0)
+
+
+def test_hooks_must_be_hooks():
+    model = fastnn.MLP([2, 1], loss="mse", seed=0)
+    with pytest.raises(TypeError, match="hooks must be fastnn.hooks.Hook objects"):
+        model.fit(np.zeros((4, 2)), np.zeros(4), hooks=[print])
+    assert model.history == {} and model.optimizer is None

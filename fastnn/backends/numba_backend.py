@@ -47,6 +47,9 @@ class NumbaBackend(NumpyBackend):
         out = self._work.get(X, "rows", (len(idx), *X.shape[1:]), X.dtype)
         return numpy.take(X, idx, axis=0, out=out)
 
+    def finite_flag(self, arrays: list[Any]) -> Any:
+        return numpy.bool_(self.all_finite([numpy.asarray(a) for a in arrays]))
+
     def all_finite(self, arrays: list[Any]) -> bool:
         return all(optim.all_finite(a.reshape(-1)) for a in arrays)
 

@@ -22,7 +22,6 @@ written against backend ops, so a layer runs on every backend.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -57,7 +56,9 @@ class Batch:
 
     def at(self, layer: int) -> Batch:
         """The same batch, for the layer at position ``layer``."""
-        return dataclasses.replace(self, layer=layer)
+        return Batch(
+            self.rows, self.epoch, self.key, layer, self.draw_masks, self.update_statistics
+        )
 
 
 #: layer kind (as stored in files) -> class
