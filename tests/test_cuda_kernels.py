@@ -24,12 +24,13 @@ if need_module("cupy", "pip install cupy-cuda13x", module_level=True).__version_
     pytest.skip("NVRTC's bindings need the real CuPy, not the emulator", allow_module_level=True)
 
 
-@pytest.mark.parametrize("filename", ["dense.cu", "optim.cu"])
+@pytest.mark.parametrize("filename", ["dense.cu", "optim.cu", "batchnorm.cu"])
 @pytest.mark.parametrize("arch", ["compute_75", "compute_80", "compute_90"])  # CUDA 13: >= 7.5
 def test_cupy_kernels_compile_with_nvrtc(filename, arch):
     from fastnn.backends import cupy_backend
 
-    module = next(m for m in (cupy_backend._DENSE, cupy_backend._OPTIM) if m.filename == filename)
+    modules = (cupy_backend._DENSE, cupy_backend._OPTIM, cupy_backend._BATCHNORM)
+    module = next(m for m in modules if m.filename == filename)
     source = resources.files("fastnn.kernels").joinpath(filename).read_text()
     program = nvrtc.createProgram(source, filename, [], [])
     names = [f"{k}<{t}>" for k in module.kernels for t in cupy_backend._CTYPES.values()]

@@ -113,6 +113,16 @@ _DENSE = _Module(
     ),
 )
 _OPTIM = _Module("optim.cu", ("sgd", "momentum", "adam", "all_finite"))
+_BATCHNORM = _Module(
+    "batchnorm.cu",
+    (
+        "batchnorm_stats",
+        "batchnorm_apply",
+        "batchnorm_eval",
+        "batchnorm_backward_sums",
+        "batchnorm_backward_dx",
+    ),
+)
 _POINTER_TABLES_KEPT = 8  # optimizer state, gradients + loss, parameters, ...
 _FINITE_BLOCKS = 256  # at most 65,536 threads (and flags) for the finiteness check
 
@@ -300,6 +310,59 @@ class CupyBackend(Backend):
         )
         cupy.sum(partial, axis=0, out=db)
         return self._products(dZ, X, W, need_dX) + (db,)
+
+    # -- batch normalization: kernels/batchnorm.cu ------------------------------------
+
+    def batchnorm_train(self, X: Any, gamma: Any, beta: Any, eps: float) -> tuple:
+        X = cupy.ascontiguousarray(X)
+        n, m = X.shape
+        work, dtype = self._work, gamma.dtype
+        mean, var, inv_std = (work.get(gamma, role, (m,), dtype) for role in ("mu", "var", "is"))
+        H = work.get(gamma, "bn_H", (n, m), dtype)
+        X_hat = work.get(gamma, "bn_X_hat", (n, m), dtype)
+        size = (_i64(n), _i32(m))
+        _BATCHNORM.get("batchnorm_stats", dtype)(
+            _rows(m), (_THREADS,), (X, *size, dtype.type(eps), mean, var, inv_std)
+        )
+        _BATCHNORM.get("batchnorm_apply", dtype)(
+            _blocks(n * m), (_THREADS,), (X, mean, inv_std, gamma, beta, X_hat, H, *size)
+        )
+        return H, mean, var, (X_hat, inv_std)
+
+    def batchnorm_eval(
+        self, X: Any, gamma: Any, beta: Any, running_mean: Any, running_var: Any, eps: float
+    ) -> Any:
+        X = cupy.ascontiguousarray(X)
+        n, m = X.shape
+        dtype = gamma.dtype
+        H = self._work.get(gamma, "bn_eval", (n, m), dtype)
+        _BATCHNORM.get("batchnorm_eval", dtype)(
+            _blocks(n * m),
+            (_THREADS,),
+            (X, gamma, beta, running_mean, running_var, dtype.type(eps), H, _i64(n), _i32(m)),
+        )
+        return H
+
+    def batchnorm_backward(self, dH: Any, cache: Any, gamma: Any, need_dX: bool = True) -> tuple:
+        X_hat, inv_std = cache
+        dH = cupy.ascontiguousarray(dH)
+        n, m = dH.shape
+        work, dtype = self._work, gamma.dtype
+        dgamma = work.get(gamma, "dgamma", (m,), dtype)
+        dbeta = work.get(gamma, "dbeta", (m,), dtype)
+        size = (_i64(n), _i32(m))
+        _BATCHNORM.get("batchnorm_backward_sums", dtype)(
+            _rows(m), (_THREADS,), (dH, X_hat, *size, dgamma, dbeta)
+        )
+        dX = None
+        if need_dX:
+            dX = work.get(gamma, "bn_dX", (n, m), dtype)
+            _BATCHNORM.get("batchnorm_backward_dx", dtype)(
+                _blocks(n * m),
+                (_THREADS,),
+                (dH, X_hat, inv_std, gamma, dgamma, dbeta, dX, *size),
+            )
+        return dX, dgamma, dbeta
 
     # -- fused loss and gradient -------------------------------------------------------
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy
 
-from fastnn.kernels import dense, optim, perceptron, small
+from fastnn.kernels import batchnorm, dense, optim, perceptron, small
 
 from .numpy_backend import NumpyBackend
 from .workspaces import Workspaces
@@ -92,6 +92,33 @@ class NumbaBackend(NumpyBackend):
         db = self._work.get(W, "db", (W.shape[0],), W.dtype)
         dense.activation_backward_bias(dH, H, dense.CODES[activation], dZ, db)
         return self._products(dZ, X, W, need_dX) + (db,)
+
+    # -- batch normalization: fused passes (kernels/batchnorm.py) -----------------------
+
+    def batchnorm_train(self, X: Any, gamma: Any, beta: Any, eps: float) -> tuple:
+        n, m = X.shape
+        work, dtype = self._work, gamma.dtype
+        H = work.get(gamma, "bn_H", (n, m), dtype)
+        X_hat = work.get(gamma, "bn_X_hat", (n, m), dtype)
+        mean, var, inv_std = (work.get(gamma, role, (m,), dtype) for role in ("mu", "var", "is"))
+        batchnorm.train_forward(X, gamma, beta, eps, H, X_hat, mean, var, inv_std)
+        return H, mean, var, (X_hat, inv_std)
+
+    def batchnorm_eval(
+        self, X: Any, gamma: Any, beta: Any, running_mean: Any, running_var: Any, eps: float
+    ) -> Any:
+        H = self._work.get(gamma, "bn_eval", X.shape, gamma.dtype)
+        batchnorm.eval_forward(X, gamma, beta, running_mean, running_var, eps, H)
+        return H
+
+    def batchnorm_backward(self, dH: Any, cache: Any, gamma: Any, need_dX: bool = True) -> tuple:
+        X_hat, inv_std = cache
+        work, dtype = self._work, gamma.dtype
+        dX = work.get(gamma, "bn_dX", dH.shape, dtype)
+        dgamma = work.get(gamma, "dgamma", gamma.shape, dtype)
+        dbeta = work.get(gamma, "dbeta", gamma.shape, dtype)
+        batchnorm.backward(dH, X_hat, inv_std, gamma, need_dX, dX, dgamma, dbeta)
+        return (dX if need_dX else None), dgamma, dbeta
 
     # -- fused loss and gradient -------------------------------------------------------
 
