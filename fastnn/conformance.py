@@ -153,7 +153,9 @@ def check_backends(
     backends: list[str] | None = None,
 ) -> BackendReport:
     """Run the same SGD steps on every backend from ``model``'s weights and compare each
-    forward output, the loss, every gradient and the updated weights with NumPy float64.
+    layer's training-mode output (dropout masks and batch statistics included), the loss,
+    every gradient, the updated parameters and buffers, and each layer's evaluation-mode
+    output, with NumPy float64.
 
     Parameters
     ----------

@@ -150,7 +150,10 @@ def fit(
             raise ValueError("validation_data must be a pair (X_val, y_val)")
         X_val = model._features(validation_data[0], name="X_val")
         T_val = model._targets(validation_data[1], X_val.shape[0], name="y_val")
-    fingerprint = data_fingerprint(X_host, T_host)
+    # Only checkpoints need it (a hash of sampled rows: cheap, but not free for tiny runs).
+    fingerprint = (
+        data_fingerprint(X_host, T_host) if checkpoint is not None or saved is not None else {}
+    )
     _check_batch_rows(model, X_host.shape[0], batch_size)
     if saved is not None:
         _check_position(saved.position, resume, epochs, batch_size, X_host.shape[0])
@@ -395,7 +398,8 @@ class _Trainer:
         self.partial = _Epoch()
         self.interrupted: Any = False
         self.needs_rows = any(layer.uses_sample_index for layer in model.layers)
-        self.mask_key = mask_key(model._order_key)  # replaced by a resumed run's
+        # The dropout key (replaced by a resumed run's); only layers that draw need it.
+        self.mask_key = mask_key(model._order_key) if self.needs_rows else (0, 0)
         # A backend may run many epochs of plain SGD in one call (small networks of dense
         # layers, whose activations it is given); that needs nothing to happen between
         # batches or epochs: no validation, no per-epoch hook but checkpoints and the bar.
@@ -421,7 +425,7 @@ class _Trainer:
         for key in self.history:
             self.history[key] = list(saved.history.get(key, []))
         self.partial = _Epoch(p.partial_loss, p.partial_correct, p.partial_units)
-        self.mask_key = mask_key(p.key)
+        self.mask_key = mask_key(p.key) if self.needs_rows else (0, 0)
 
     def set_hooks(self, hooks: list[Hook]) -> None:
         """The hooks of this run; per-batch ones, or any but the progress bar and

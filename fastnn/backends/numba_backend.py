@@ -51,7 +51,9 @@ class NumbaBackend(NumpyBackend):
         return numpy.bool_(self.all_finite([numpy.asarray(a) for a in arrays]))
 
     def all_finite(self, arrays: list[Any]) -> bool:
-        return all(optim.all_finite(a.reshape(-1)) for a in arrays)
+        # (errstate: run as plain Python, NUMBA_DISABLE_JIT, the kernel's inf * 0 warns)
+        with numpy.errstate(invalid="ignore"):
+            return all(optim.all_finite(a.reshape(-1)) for a in arrays)
 
     # -- dense layer -----------------------------------------------------------------
 
