@@ -230,11 +230,11 @@ def build_model(contents: FileContents, backend: Any = None) -> Sequential:
     model: Sequential | None = None
     if architecture["class"] == "MLP":
         mlp = architecture.get("mlp") or _mlp_of_dense_layers(layers)
-        if mlp is not None:
-            with contextlib.suppress(TypeError, ValueError):
-                candidate = MLP(**mlp, **kwargs)
-                if _configs(candidate.layers) == _configs(layers):
-                    model = candidate
+        # The MLP arguments must give exactly the file's (checked) layers, compared before
+        # anything is built: a file cannot make fastnn allocate what its tensors lack.
+        with contextlib.suppress(TypeError, ValueError, AttributeError):
+            if isinstance(mlp, dict) and _configs(MLP.layers_for(**mlp)) == _configs(layers):
+                model = MLP(**mlp, **kwargs)
     if model is None:
         model = Sequential(layers, **kwargs)
     model.load_state_dict(contents.state)

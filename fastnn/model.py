@@ -494,23 +494,8 @@ class MLP(Sequential):
         batch_norm: bool = False,
     ) -> None:
         sizes = list(sizes)
-        if len(sizes) < 2:
-            raise ValueError(f"MLP needs at least [n_features, n_outputs], got sizes={sizes!r}")
-        check_activation(activation)
         output = DEFAULT_OUTPUT[get_loss(loss).name] if output is None else output
-        check_activation(output, "output activation")
-        if not isinstance(batch_norm, bool):
-            raise ValueError(f"MLP: batch_norm must be True or False, got {batch_norm!r}")
-        Dropout(dropout)  # checks p before anything is built
-        layers: list[Layer] = []
-        for n_in, n_out in zip(sizes[:-2], sizes[1:-1], strict=True):
-            if batch_norm:
-                layers += [Dense(n_in, n_out), BatchNorm(n_out), Activation(activation)]
-            else:
-                layers.append(Dense(n_in, n_out, activation))
-            if dropout:
-                layers.append(Dropout(dropout))
-        layers.append(Dense(sizes[-2], sizes[-1], output))
+        layers = self.layers_for(sizes, activation, output, dropout, batch_norm)
         super().__init__(layers, loss=loss, backend=backend, dtype=dtype, seed=seed)
         #: the arguments that build these layers again (stored in model files)
         self._mlp: dict[str, Any] = {
@@ -520,6 +505,35 @@ class MLP(Sequential):
             "dropout": float(dropout),
             "batch_norm": batch_norm,
         }
+
+    @staticmethod
+    def layers_for(
+        sizes: Sequence[int],
+        activation: str,
+        output: str,
+        dropout: float = 0.0,
+        batch_norm: bool = False,
+    ) -> list[Layer]:
+        """The layers an MLP of these arguments has, checked and not yet built (nothing
+        is allocated: a file's claims can be compared with its layers first)."""
+        sizes = list(sizes)
+        if len(sizes) < 2:
+            raise ValueError(f"MLP needs at least [n_features, n_outputs], got sizes={sizes!r}")
+        check_activation(activation)
+        check_activation(output, "output activation")
+        if not isinstance(batch_norm, bool):
+            raise ValueError(f"MLP: batch_norm must be True or False, got {batch_norm!r}")
+        Dropout(dropout)  # checks p
+        layers: list[Layer] = []
+        for n_in, n_out in zip(sizes[:-2], sizes[1:-1], strict=True):
+            if batch_norm:
+                layers += [Dense(n_in, n_out), BatchNorm(n_out), Activation(activation)]
+            else:
+                layers.append(Dense(n_in, n_out, activation))
+            if dropout:
+                layers.append(Dropout(dropout))
+        layers.append(Dense(sizes[-2], sizes[-1], output))
+        return layers
 
     @property
     def sizes(self) -> list[int]:

@@ -439,3 +439,28 @@ def test_mid_epoch_resume_needs_the_same_batches(tmp_path, monkeypatch):
         new_model().fit(X, y, resume=path, epochs=6, batch_size=8)
     with pytest.raises(ValueError, match="same data"):
         new_model().fit(X[:10], y[:10], resume=path, epochs=6, batch_size=7)
+
+
+def test_dropout_and_batchnorm_runs_resume_exactly(tmp_path, monkeypatch):
+    """Masks are drawn from (key, epoch, sample), and running statistics are saved as
+    buffers: an interrupted and resumed run is the uninterrupted one, bit for bit."""
+    X, y = data(n=45)
+
+    def build():
+        return fastnn.MLP(
+            [5, 8, 3], loss="cross_entropy", dropout=0.4, batch_norm=True, dtype="float64", seed=3
+        )
+
+    fit = dict(epochs=5, batch_size=7, optimizer="adam", lr=0.01)
+    straight = build()
+    expected = straight.fit(X, y, **fit)
+    path = tmp_path / "run.ckpt"
+    model = build()
+    interrupt_after(monkeypatch, model, 9)  # mid-epoch 2
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(X, y, checkpoint=path, **fit)
+    monkeypatch.undo()
+    resumed = build()
+    assert resumed.fit(X, y, resume=path, epochs=5, batch_size=7) == expected
+    for name, value in resumed.state_dict().items():
+        np.testing.assert_array_equal(value, straight.state_dict()[name])

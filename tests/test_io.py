@@ -299,3 +299,17 @@ def test_saving_and_loading_through_module_functions(model, tmp_path, rng):
     np.testing.assert_array_equal(
         load_model(tmp_path / "a.safetensors").predict_proba(X), model.predict_proba(X)
     )
+
+
+def test_mlp_arguments_in_a_file_cannot_differ_from_its_layers(model, tmp_path, monkeypatch):
+    """A file whose MLP arguments claim other (huge) sizes than its layers is read as the
+    plain stack of its layers; nothing is built from the claim."""
+    tensors, meta, arch = _valid_parts(model)
+    arch["mlp"] = {"sizes": [5, 10**9, 3], "activation": "tanh", "output": "softmax"}
+    path = tmp_path / "x.safetensors"
+    _write(path, tensors, {**meta, "architecture": json.dumps(arch)})
+    built = []
+    monkeypatch.setattr(fastnn.MLP, "__init__", lambda self, *a, **k: built.append(k))
+    loaded = load_model(path)
+    assert built == [] and type(loaded) is fastnn.Sequential
+    assert [layer.n_out for layer in loaded.layers] == [7, 3]

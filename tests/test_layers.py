@@ -317,3 +317,27 @@ def test_backends_agree_on_batchnorm_and_dropout_networks(candidate):
     )
     for name, value in trained.state_dict().items():
         np.testing.assert_allclose(value, reference.state_dict()[name], **tol)
+
+
+def test_the_loss_fuses_with_a_separate_final_activation_layer(backend):
+    """Sequential decides the fusion from the loss and the last layer: Dense then
+    Activation("softmax") trains exactly as Dense(..., "softmax")."""
+    X, y = data()
+    split = fastnn.Sequential(
+        [Dense(5, 4, "tanh"), Dense(4, 3), Activation("softmax")],
+        loss="cross_entropy",
+        backend=backend,
+        dtype="float64",
+        seed=0,
+    )
+    fused = fastnn.Sequential(
+        [Dense(5, 4, "tanh"), Dense(4, 3, "softmax")],
+        loss="cross_entropy",
+        backend=backend,
+        dtype="float64",
+        seed=0,
+    )
+    fit = dict(epochs=3, batch_size=8, optimizer="sgd", lr=0.1)
+    assert split.fit(X, y, **fit) == fused.fit(X, y, **fit)
+    with pytest.raises(ValueError, match="needs a 'softmax' output layer"):
+        fastnn.Sequential([Dense(5, 3), Activation("tanh")], loss="cross_entropy")
