@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .distributed import AllreduceGradients, world
 from .errors import TrainingDivergedError
 from .fingerprint import data_fingerprint, describe_difference
 from .hooks import Checkpoints, EarlyStopping, Hook, ProgressBar, wants_every_batch
@@ -53,6 +54,7 @@ def fit(
     resume: Any = None,
     force: bool = False,
     hooks: Any = (),
+    distributed: bool = False,
 ) -> dict[str, list[float]]:
     """Train ``model`` by mini-batch gradient descent.
 
@@ -107,6 +109,12 @@ def fit(
     hooks : sequence of Hook
         Your own :class:`~fastnn.hooks.Hook` objects, called after the built-in ones
         (progress bar, checkpoints, early stopping) at the loop's fixed points.
+    distributed : bool
+        Data-parallel training under ``mpiexec`` (:mod:`fastnn.distributed`): every rank
+        calls ``fit`` with the same arguments and data, takes its rows of each batch, and
+        the gradients are averaged over the ranks before each update, so every rank ends
+        with the weights and history one process would have. Only rank 0 shows progress
+        and writes checkpoints. With one rank, an ordinary run.
 
     Returns
     -------
@@ -125,47 +133,60 @@ def fit(
         the last completed batch, ``model.history`` the completed epochs, and the
         checkpoint (if any) the exact position, so ``resume`` continues from there.
     """
-    # Every check runs before anything changes, so bad input never costs a trained model.
-    epochs = positive_int(epochs, "epochs")
-    batch_size = positive_int(batch_size, "batch_size")
-    checkpoint_every = positive_int(checkpoint_every, "checkpoint_every")
-    if patience is not None:
-        patience = positive_int(patience, "patience")
-    if checkpoint is not None:
-        checkpoint = _checkpoint_path(checkpoint)
-    saved = None
-    if resume is not None:
-        from .checkpoint import load_checkpoint  # file libraries load only when files are used
+    comm = world(distributed)
+    if comm is not None and comm.size == 1:
+        comm = None  # one rank: an ordinary run
+    rank = 0 if comm is None else comm.rank
+    try:
+        # Every check runs before anything changes, so bad input never costs a trained model.
+        epochs = positive_int(epochs, "epochs")
+        batch_size = positive_int(batch_size, "batch_size")
+        checkpoint_every = positive_int(checkpoint_every, "checkpoint_every")
+        if patience is not None:
+            patience = positive_int(patience, "patience")
+        if checkpoint is not None:
+            checkpoint = _checkpoint_path(checkpoint)
+        saved = None
+        if resume is not None:
+            from .checkpoint import load_checkpoint  # file libraries load only when files are used
 
-        saved = load_checkpoint(_checkpoint_path(resume, must_exist=True))
-        _check_resumable(model, saved, resume, optimizer, lr, momentum, nesterov, weight_decay)
-        opt = saved.optimizer
-    else:
-        opt = _optimizer(optimizer, lr, momentum, nesterov, weight_decay)
-    X_host = model._features(X)
-    T_host = model._targets(y, X_host.shape[0])
-    X_val = T_val = None
-    if validation_data is not None:
-        if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
-            raise ValueError("validation_data must be a pair (X_val, y_val)")
-        X_val = model._features(validation_data[0], name="X_val")
-        T_val = model._targets(validation_data[1], X_val.shape[0], name="y_val")
-    # Only checkpoints need it (a hash of sampled rows: cheap, but not free for tiny runs).
-    fingerprint = (
-        data_fingerprint(X_host, T_host) if checkpoint is not None or saved is not None else {}
-    )
-    _check_batch_rows(model, X_host.shape[0], batch_size)
-    if saved is not None:
-        _check_position(saved.position, resume, epochs, batch_size, X_host.shape[0])
-        _check_same_data(saved.data, fingerprint, resume, force)
-    if checkpoint is not None:
-        _check_writable(checkpoint)
-    if progress is None:
-        progress = sys.stderr.isatty()
-    hooks = list(hooks)
-    for hook in hooks:
-        if not isinstance(hook, Hook):
-            raise TypeError(f"hooks must be fastnn.hooks.Hook objects, got {hook!r}")
+            saved = load_checkpoint(_checkpoint_path(resume, must_exist=True))
+            _check_resumable(model, saved, resume, optimizer, lr, momentum, nesterov, weight_decay)
+            opt = saved.optimizer
+        else:
+            opt = _optimizer(optimizer, lr, momentum, nesterov, weight_decay)
+        X_host = model._features(X)
+        T_host = model._targets(y, X_host.shape[0])
+        X_val = T_val = None
+        if validation_data is not None:
+            if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
+                raise ValueError("validation_data must be a pair (X_val, y_val)")
+            X_val = model._features(validation_data[0], name="X_val")
+            T_val = model._targets(validation_data[1], X_val.shape[0], name="y_val")
+        # Only checkpoints need it (a hash of sampled rows: cheap, but not free for tiny runs).
+        fingerprint = (
+            data_fingerprint(X_host, T_host) if checkpoint is not None or saved is not None else {}
+        )
+        _check_batch_rows(model, X_host.shape[0], batch_size, 1 if comm is None else comm.size)
+        if saved is not None:
+            _check_position(saved.position, resume, epochs, batch_size, X_host.shape[0])
+            _check_same_data(saved.data, fingerprint, resume, force)
+        if checkpoint is not None and rank == 0:
+            _check_writable(checkpoint)
+        if progress is None:
+            progress = sys.stderr.isatty()
+        hooks = list(hooks)
+        for hook in hooks:
+            if not isinstance(hook, Hook):
+                raise TypeError(f"hooks must be fastnn.hooks.Hook objects, got {hook!r}")
+
+    except Exception as exc:
+        if comm is not None:
+            comm.agree(exc)  # every rank raises, none waits in the loop
+        raise
+    if comm is not None:
+        comm.agree(None)
+        comm.agree(_same_data_on_every_rank(comm, X_host, T_host))
 
     trainer = _Trainer(
         model,
@@ -178,13 +199,14 @@ def fit(
         batch_size,
         shuffle,
         fingerprint,
+        comm,
     )
     if saved is not None:
         trainer.restore(saved)
-    built_in: list[Hook] = []
-    if progress:
+    built_in: list[Hook] = [] if comm is None else [AllreduceGradients(comm)]
+    if progress and rank == 0:
         built_in.append(ProgressBar(epochs, trainer.position.epoch))
-    if checkpoint is not None:
+    if checkpoint is not None and rank == 0:
         built_in.append(Checkpoints(checkpoint, checkpoint_every))
     if patience is not None:
         built_in.append(EarlyStopping(patience, "val_loss" if X_val is not None else "loss"))
@@ -207,23 +229,39 @@ def _checkpoint_path(path: Any, must_exist: bool = False) -> Path:
     return path
 
 
-def _check_batch_rows(model: Any, n: int, batch_size: int) -> None:
-    """Every training batch must have the rows its layers need (BatchNorm: 2), the last,
-    short one included; refused before training, with a batch size that works."""
+def _same_data_on_every_rank(comm: Any, X: Any, T: Any) -> ValueError | None:
+    """Collective: the error every rank raises when the ranks were given different data."""
+    prints = comm.allgather(data_fingerprint(X, T))
+    differ = [r for r, f in enumerate(prints) if f != prints[0]]
+    if differ:
+        return ValueError(
+            f"distributed fit: ranks {differ} were given other X or y than rank 0; every "
+            "rank passes the same, full data (fit takes each rank's rows of each batch)"
+        )
+    return None
+
+
+def _check_batch_rows(model: Any, n: int, batch_size: int, ranks: int = 1) -> None:
+    """Every training batch must have the rows its layers need (BatchNorm: 2) on every
+    rank, the last, short batch included; refused before training, with a batch size
+    that works."""
     need = model.min_batch_rows
     last = n % batch_size or batch_size
-    if min(batch_size, n) >= need and last >= need:
+    if need == 1 or (min(batch_size, n) // ranks >= need and last // ranks >= need):
         return
     i, layer = next((i, la) for i, la in enumerate(model.layers) if la.min_batch_rows == need)
     if n < need:
         raise ValueError(
             f"{layer!r} (layer {i}) needs at least {need} samples to train on, got {n}"
         )
-    works = [b for b in range(need, n + 1) if (n % b or b) >= need]
+    works = [b for b in range(need * ranks, n + 1) if (n % b or b) // ranks >= need]
+    if not works:
+        raise ValueError(f"{layer!r} (layer {i}) needs {need} rows per rank in every batch")
     better = min(works, key=lambda b: (abs(b - batch_size), b))
+    where = "" if ranks == 1 else f" on each of {ranks} ranks"
     raise ValueError(
-        f"{layer!r} (layer {i}) needs at least {need} rows in every training batch, but "
-        f"{n} samples in batches of {batch_size} leave a last batch of {min(last, n)}; "
+        f"{layer!r} (layer {i}) needs at least {need} rows in every training batch{where}, "
+        f"but {n} samples in batches of {batch_size} leave a last batch of {min(last, n)}; "
         f"use batch_size={better}"
     )
 
@@ -364,8 +402,11 @@ class _Trainer:
         batch_size: int,
         shuffle: bool,
         fingerprint: dict,
+        comm: Any = None,
     ) -> None:
         backend = model.backend
+        self.comm = comm
+        self.batch_rows = (0, 0)  # this rank's and the global batch's rows, for the hooks
         self.fingerprint = fingerprint
         self.model, self.opt, self.backend = model, opt, backend
         self.n = X_host.shape[0]
@@ -440,6 +481,11 @@ class _Trainer:
     @property
     def optimizer(self) -> Any:
         return self.opt
+
+    def interrupt(self) -> None:
+        """Stop after the current batch, as Ctrl-C does (another rank's Ctrl-C)."""
+        if self.interrupted is not False:
+            self.interrupted.flag = True
 
     def stop(self) -> None:
         """End the run after the current epoch (early stopping)."""
@@ -566,12 +612,15 @@ class _Trainer:
 
     def _batches(self, order: Any) -> Iterator[tuple[int, Any, Any, Any]]:
         """``(batch number from 1, X batch, T batch, sample indices)`` for the epoch, from
-        ``position.batch``; the indices (a backend array) only where a layer needs them."""
+        ``position.batch``; the indices (a backend array) only where a layer needs them.
+        Distributed, each is this rank's share of the global batch (``self.batch_rows``)."""
         backend, model = self.backend, self.model
         device_order = None if order is None or self.stream else backend.asarray(order)
-        for batch, s in enumerate(batch_slices(self.n, self.batch_size), start=1):
+        for batch, whole in enumerate(batch_slices(self.n, self.batch_size), start=1):
             if batch <= self.position.batch:
                 continue  # done before the checkpoint this run resumed from
+            s = whole if self.comm is None else self.comm.shard(whole)
+            self.batch_rows = (s.stop - s.start, whole.stop - whole.start)
             rows = None
             if self.stream:
                 Xb, rows = backend.stream_rows(self.X_host, order[s], model.dtype)
@@ -584,6 +633,12 @@ class _Trainer:
                 rows = device_order[s]
                 Xb, Tb = backend.take_rows(self.Xd, rows), backend.take_rows(self.Td, rows)
             yield batch, Xb, Tb, rows
+
+    def _zero_gradients(self) -> None:
+        """Every parameter's gradient set to zeros (a rank with no rows in a batch)."""
+        for layer in self.model.layers:
+            for name, param in layer.parameters().items():
+                setattr(layer, "d" + name, self.backend.zeros(param.shape, param.dtype))
 
     def _snapshot(self) -> tuple:
         """Copies of the model's parameters and buffers and of the optimizer's state."""
@@ -624,15 +679,21 @@ class _Trainer:
         correct = backend.zeros((n_batches,), "int64")
         fused = model._fused
         epoch, first, last = p.epoch + 1, p.batch, p.batch
+        shares = [0] * n_batches  # this rank's rows of each batch (all of them, alone)
         for batch, Xb, Tb, rows in self._batches(order):
-            step = Batch(rows, p.first_epoch + p.epoch, self.mask_key)
-            loss, out = model.train_batch(Xb, Tb, step)
-            losses[batch - 1] = loss
-            finite[batch - 1] = backend.finite_flag([loss, *model.parameter_gradients()])
-            for hook in self.hooks:
+            shares[batch - 1] = Xb.shape[0]
+            if Xb.shape[0]:
+                step = Batch(rows, p.first_epoch + p.epoch, self.mask_key)
+                loss, out = model.train_batch(Xb, Tb, step)
+                losses[batch - 1] = loss
+            else:  # a batch of fewer rows than ranks: this rank adds nothing
+                self._zero_gradients()
+                loss, out = losses[batch - 1], None
+            for hook in self.hooks:  # distributed: the gradients are averaged over ranks
                 hook.after_backward(self)
+            finite[batch - 1] = backend.finite_flag([loss, *model.parameter_gradients()])
             opt.step(model)
-            if model.is_classifier:
+            if model.is_classifier and out is not None:
                 c, u = model.count_correct(out, Tb, logits=fused)
                 correct[batch - 1] = c
                 self.partial.units += u
@@ -640,18 +701,22 @@ class _Trainer:
             if self.interrupted and batch < n_batches:
                 break
         ok = backend.to_numpy(finite[:last])  # the pass's one read of the flags
+        sums = backend.to_numpy(losses[first:last]) * shares[first:last]
+        counts = backend.to_numpy(correct[first:last])
+        if self.comm is not None:  # every rank's flags, loss sums and counts
+            ok, sums, counts, self.partial.units = self.comm.reduce_epoch(
+                ok, sums, counts, self.partial.units
+            )
         if not ok.all() or not bool(backend.finite_flag(model.state_arrays())):
             bad = int((~ok).argmax()) + 1 if not ok.all() else last
             self._restore(snapshot)
             what = "the loss or a gradient is" if not ok.all() else "an update made the weights"
             _diverged(opt, epoch, bad, f"{what} not finite", where=first)
-        # Summed in batch order, weighted by batch size: the same sum however the epoch
-        # was split by an interruption.
-        for k, value in enumerate(backend.to_numpy(losses[first:last]).tolist(), start=first):
-            self.partial.loss += value * (
-                min(self.n, (k + 1) * self.batch_size) - k * self.batch_size
-            )
-        self.partial.correct += float(backend.to_numpy(correct[first:last]).sum())
+        # Summed in batch order, each batch's mean loss weighted by its rows: the same sum
+        # however an interruption split the epoch.
+        for value in sums.tolist():
+            self.partial.loss += value
+        self.partial.correct += float(counts.sum())
         p.batch = last
         return last == n_batches
 

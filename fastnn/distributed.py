@@ -1,0 +1,112 @@
+"""Data-parallel training over MPI (mpi4py): synchronous SGD, as Horovod and PyTorch DDP.
+
+Every rank holds the whole model and is given the same, full ``X`` and ``y``. Each global
+batch (the batch a single process would take) is split by rows: rank ``r`` of ``N`` takes
+positions ``[len r / N, len (r + 1) / N)`` of it, so the shards together are the batch. Each
+rank's gradient is the mean over its rows; scaled by its share of the rows and summed over
+the ranks (one allreduce of one flat buffer per step) it is the mean over the global batch,
+and every rank applies the same update, so the weights stay identical. Dropout masks are
+drawn per sample index, so a sample's mask does not depend on the rank that holds it.
+BatchNorm uses each rank's own batch statistics (as DDP does).
+
+Launch with ``mpiexec -n 4 python train.py``; ``pip install "fastnn[mpi]"`` brings mpi4py
+and MPICH's ``mpiexec``. A single-process ``fit`` never imports mpi4py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .hooks import Hook
+
+INSTALL_HINT = "pip install 'fastnn[mpi]' (mpi4py and an MPI, such as MPICH's wheel)"
+
+
+class Communicator:
+    """The ranks of ``MPI.COMM_WORLD``: this process's ``rank`` among ``size``."""
+
+    def __init__(self) -> None:
+        try:
+            from mpi4py import MPI
+        except ImportError as exc:
+            raise ImportError(
+                f"distributed=True needs mpi4py ({exc}); install it with: {INSTALL_HINT}"
+            ) from exc
+        self._mpi = MPI
+        self._comm = MPI.COMM_WORLD
+        self.rank = self._comm.Get_rank()
+        self.size = self._comm.Get_size()
+
+    def shard(self, s: slice) -> slice:
+        """This rank's part of the positions ``s`` of a batch (sizes differ by one at most)."""
+        n = s.stop - s.start
+        return slice(
+            s.start + n * self.rank // self.size, s.start + n * (self.rank + 1) // self.size
+        )
+
+    def allreduce_sum(self, buffer: np.ndarray) -> None:
+        """In place: every rank's ``buffer`` becomes the sum of all ranks' buffers."""
+        self._comm.Allreduce(self._mpi.IN_PLACE, buffer, op=self._mpi.SUM)
+
+    def reduce_epoch(self, ok: Any, sums: Any, counts: Any, units: int) -> tuple:
+        """Collective, once per pass: whether every rank's batches were all finite, and
+        the per-batch loss sums, correct counts and the units counted, over all ranks."""
+        k = len(sums)
+        buffer = np.concatenate([np.asarray(ok, "float64"), sums, counts, [units]]).astype(
+            "float64"
+        )
+        self.allreduce_sum(buffer)
+        return buffer[:k] == self.size, buffer[k : 2 * k], buffer[2 * k : 3 * k], int(buffer[-1])
+
+    def allgather(self, value: Any) -> list:
+        """Every rank's ``value`` (plain Python values), in rank order."""
+        return self._comm.allgather(value)
+
+    def agree(self, error: BaseException | None) -> None:
+        """Collective: raise on every rank if any rank had an error, so none waits alone
+        in the training loop. A rank raises its own error; the others say whose it was."""
+        errors = self.allgather(None if error is None else f"{type(error).__name__}: {error}")
+        if error is not None:
+            raise error
+        for rank, message in enumerate(errors):
+            if message is not None:
+                raise RuntimeError(f"rank {rank} of {self.size} stopped before training: {message}")
+
+
+def world(distributed: bool) -> Communicator | None:
+    """The communicator of a distributed ``fit``, or None for an ordinary one."""
+    return Communicator() if distributed else None
+
+
+class AllreduceGradients(Hook):
+    """After each backward pass: every gradient, scaled by this rank's share of the batch
+    rows, is summed over the ranks in one allreduce of one flat, pre-allocated host
+    buffer, which also carries each rank's Ctrl-C (so every rank stops after the same
+    batch)."""
+
+    def __init__(self, comm: Communicator) -> None:
+        self.comm = comm
+        self.buffer: np.ndarray | None = None
+
+    def after_backward(self, run: Any) -> None:
+        backend = run.model.backend
+        grads = run.model.parameter_gradients()
+        n_local, n_global = run.batch_rows
+        scale = n_local / n_global
+        if self.buffer is None or self.buffer.dtype != grads[0].dtype:
+            self.buffer = np.empty(sum(g.size for g in grads) + 1, dtype=grads[0].dtype)
+        buffer, start = self.buffer, 0
+        for g in grads:
+            buffer[start : start + g.size] = backend.to_numpy(g).reshape(-1)
+            buffer[start : start + g.size] *= scale
+            start += g.size
+        buffer[-1] = 1 if run.interrupted else 0
+        self.comm.allreduce_sum(buffer)
+        start = 0
+        for g in grads:
+            g[...] = backend.asarray(buffer[start : start + g.size].reshape(g.shape))
+            start += g.size
+        if buffer[-1] > 0:
+            run.interrupt()

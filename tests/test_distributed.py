@@ -1,0 +1,180 @@
+"""Data-parallel training: 2 ranks under mpiexec against one process, in subprocesses
+with a timeout, so a hang fails instead of blocking the run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import need_module
+
+import fastnn
+
+need_module("mpi4py", "pip install 'fastnn[mpi]'", module_level=True)
+MPIEXEC = shutil.which("mpiexec")
+if MPIEXEC is None:  # pragma: no cover - mpi4py without an mpiexec
+    pytest.skip("no mpiexec: pip install 'fastnn[mpi]'", allow_module_level=True)
+
+RANK_SCRIPT = r"""
+import json, sys
+import numpy as np
+import fastnn
+from mpi4py import MPI
+
+spec = json.loads(sys.argv[1])
+rank = MPI.COMM_WORLD.Get_rank()
+rng = np.random.default_rng(0)
+X, y = rng.normal(size=(spec["n"], 6)), rng.integers(0, 3, size=spec["n"])
+if spec.get("bad_rank") == rank:
+    X[3, 2] = np.nan
+if spec.get("other_rank") == rank:
+    X = X + 1.0
+model = fastnn.MLP([6, 9, 3], loss="cross_entropy", dtype="float64", seed=4,
+                   dropout=spec.get("dropout", 0.0), backend=spec.get("backend", "numpy"))
+rows = []
+if spec.get("count_rows"):
+    layer = model.layers[0]
+    forward = layer.forward
+    layer.forward = lambda X, train=False, batch=None: (
+        rows.append(X.shape[0]) if train else None, forward(X, train, batch))[1]
+try:
+    for fit in spec["fits"]:
+        model.fit(X, y, distributed=True, progress=False, **fit)
+except Exception as exc:
+    print(f"rank {rank}: {type(exc).__name__}: {exc}", flush=True)
+    sys.exit(3)
+if spec.get("count_rows"):
+    print(f"rank {rank} trained on {sum(rows)} rows", flush=True)
+if rank == 0:
+    np.savez(spec["out"], *[a for pair in model.get_weights() for a in pair],
+             history=json.dumps(model.history))
+"""
+
+
+def run_ranks(tmp_path, ranks=2, timeout=120, **spec):
+    spec.setdefault("out", str(tmp_path / "weights.npz"))
+    done = subprocess.run(
+        [MPIEXEC, "-n", str(ranks), sys.executable, "-c", RANK_SCRIPT, json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return done
+
+
+def single(n, fits, dropout=0.0, backend="numpy"):
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(n, 6)), rng.integers(0, 3, size=n)
+    model = fastnn.MLP(
+        [6, 9, 3], loss="cross_entropy", dtype="float64", seed=4, dropout=dropout, backend=backend
+    )
+    for fit in fits:
+        model.fit(X, y, progress=False, **fit)
+    return model
+
+
+def assert_same(tmp_path, model):
+    saved = np.load(tmp_path / "weights.npz")
+    weights = [a for pair in model.get_weights() for a in pair]
+    for k, expected in enumerate(weights):
+        np.testing.assert_allclose(saved[f"arr_{k}"], expected, rtol=1e-10, atol=1e-12)
+    history = json.loads(str(saved["history"]))
+    for key, values in model.history.items():
+        np.testing.assert_allclose(history[key], values, rtol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "fit",
+    [
+        {"optimizer": "sgd", "lr": 0.1},
+        {"optimizer": "momentum", "lr": 0.05},
+        {"optimizer": "adam", "lr": 0.01},
+        {"optimizer": "adam", "lr": 0.01, "weight_decay": 0.1},
+    ],
+    ids=["sgd", "momentum", "adam", "adam-weight-decay"],
+)
+def test_two_ranks_train_as_one_process(tmp_path, fit):
+    fits = [{"epochs": 3, "batch_size": 8, **fit}]
+    done = run_ranks(tmp_path, n=48, fits=fits)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert_same(tmp_path, single(48, fits))
+
+
+@pytest.mark.parametrize("n", [45, 41], ids=["uneven-shards", "a-rank-with-no-rows"])
+def test_uneven_shards_and_dropout_train_as_one_process(tmp_path, n):
+    """45 = 5 x 8 + 5 (shards of 3 and 2); 41 = 5 x 8 + 1 (one rank gets no row). Dropout
+    masks follow the sample, not the rank."""
+    fits = [{"epochs": 3, "batch_size": 8, "optimizer": "momentum", "lr": 0.05}]
+    done = run_ranks(tmp_path, n=n, fits=fits, dropout=0.3)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert_same(tmp_path, single(n, fits, dropout=0.3))
+
+
+def test_a_checkpointed_distributed_run_resumes_as_one_process(tmp_path):
+    ckpt = str(tmp_path / "run.ckpt")
+    first = [{"epochs": 2, "batch_size": 8, "optimizer": "adam", "lr": 0.01, "checkpoint": ckpt}]
+    done = run_ranks(tmp_path, n=48, fits=first)
+    assert done.returncode == 0, done.stdout + done.stderr
+    resumed = [{"epochs": 4, "batch_size": 8, "resume": ckpt}]
+    done = run_ranks(tmp_path, n=48, fits=resumed)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert_same(
+        tmp_path, single(48, [{"epochs": 4, "batch_size": 8, "optimizer": "adam", "lr": 0.01}])
+    )
+
+
+@pytest.mark.parametrize(
+    ("spec", "messages"),
+    [
+        (
+            {"bad_rank": 1},
+            ["rank 1: ValueError: X contains nan", "rank 0: RuntimeError: rank 1 of 2"],
+        ),
+        ({"other_rank": 1}, ["ranks [1] were given other X or y"] * 2),
+    ],
+    ids=["bad-input-on-one-rank", "other-data-on-one-rank"],
+)
+def test_an_error_on_one_rank_stops_every_rank(tmp_path, spec, messages):
+    fits = [{"epochs": 2, "batch_size": 8, "optimizer": "sgd", "lr": 0.1}]
+    done = run_ranks(tmp_path, n=48, fits=fits, timeout=60, **spec)
+    assert done.returncode != 0
+    for message in messages:
+        assert message in done.stdout, done.stdout + done.stderr
+
+
+def test_each_rank_computes_only_its_rows(tmp_path):
+    fits = [{"epochs": 2, "batch_size": 10, "optimizer": "sgd", "lr": 0.1}]
+    done = run_ranks(tmp_path, n=45, fits=fits, count_rows=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    # per epoch, batches of 10, 10, 10, 10, 5: shares 5+5+5+5+2 and 5+5+5+5+3
+    assert "rank 0 trained on 44 rows" in done.stdout
+    assert "rank 1 trained on 46 rows" in done.stdout
+
+
+def test_distributed_without_mpiexec_is_an_ordinary_run():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(30, 6)), rng.integers(0, 3, size=30)
+    fit = dict(epochs=2, batch_size=8, optimizer="sgd", lr=0.1, progress=False)
+    a = fastnn.MLP([6, 9, 3], loss="cross_entropy", dtype="float64", seed=4)
+    b = fastnn.MLP([6, 9, 3], loss="cross_entropy", dtype="float64", seed=4)
+    assert a.fit(X, y, distributed=True, **fit) == b.fit(X, y, **fit)
+
+
+def test_missing_mpi4py_gives_the_install_hint(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mpi4py", None)
+    model = fastnn.MLP([2, 1], loss="mse", seed=0)
+    with pytest.raises(ImportError, match=r"pip install 'fastnn\[mpi\]'"):
+        model.fit(np.zeros((4, 2)), np.zeros(4), distributed=True)
+
+
+def test_two_ranks_train_as_one_process_on_every_backend(tmp_path, backend):
+    """The gradients go through host buffers over MPI on every backend (cupy included,
+    without NCCL: on the CPU CUDA emulator in CI)."""
+    fits = [{"epochs": 2, "batch_size": 8, "optimizer": "adam", "lr": 0.01}]
+    done = run_ranks(tmp_path, n=45, fits=fits, dropout=0.2, backend=backend)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert_same(tmp_path, single(45, fits, dropout=0.2, backend=backend))
