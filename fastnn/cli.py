@@ -138,6 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="array backend (default: $FASTNN_BACKEND, else numpy)",
     )
     run.add_argument("--dtype", choices=list(DTYPES), default="float32")
+    run.add_argument(
+        "--distributed",
+        action="store_true",
+        help="data-parallel training under mpiexec (every rank runs this same command; "
+        "rank 0 prints and writes the files); needs pip install 'fastnn[mpi]'",
+    )
     run.add_argument("--seed", type=int, default=0, help="seeds weights, batches and the split")
     run.add_argument(
         "--model-out",
@@ -375,6 +381,12 @@ def _have_matplotlib() -> bool:
 
 def train(args: argparse.Namespace) -> int:
     """Run ``fastnn train``; returns the exit code."""
+    rank = 0
+    if args.distributed:
+        from .distributed import Communicator
+
+        rank = Communicator().rank
+    say = print if rank == 0 else _quiet  # only rank 0 reports and writes files
     X_train, X_test, y_train, y_test = load_data(args)
     X_train, X_test = scale_features(args.scale, X_train, X_test)
     X_fit, y_fit, validation = split_validation(args, X_train, y_train)
@@ -399,8 +411,8 @@ def train(args: argparse.Namespace) -> int:
     parts = f"{X_fit.shape[0]} training, "
     if validation is not None:
         parts += f"{validation[0].shape[0]} validation, "
-    print(f"data: {args.data} ({parts}{X_test.shape[0]} test samples)")
-    print(f"model: {model}")
+    say(f"data: {args.data} ({parts}{X_test.shape[0]} test samples)")
+    say(f"model: {model}")
     start = time.perf_counter()
     history = model.fit(
         X_fit,
@@ -416,26 +428,33 @@ def train(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint,
         checkpoint_every=args.checkpoint_every,
         resume=args.resume,
+        distributed=args.distributed,
     )
     seconds = time.perf_counter() - start
     scores = model.evaluate(X_test, y_test)  # the test part's one use
     summary = f"test loss {scores['loss']:.4f}"
     if "accuracy" in scores:
         summary = f"test accuracy {scores['accuracy']:.4f}, " + summary
-    print(f"trained {len(history['loss'])} epochs in {seconds:.2f} s: {summary}")
+    say(f"trained {len(history['loss'])} epochs in {seconds:.2f} s: {summary}")
     held = model.backend.memory_in_use()
     if held:  # workspaces (numba), CuPy's memory pool (cupy)
-        print(f"memory held for reuse by the {model.backend.name} backend: {held / 2**20:.2f} MiB")
+        say(f"memory held for reuse by the {model.backend.name} backend: {held / 2**20:.2f} MiB")
+    if rank != 0:
+        return 0
     model.save(args.model_out)
-    print(f"model written to {args.model_out}")
+    say(f"model written to {args.model_out}")
     if args.no_plot:
         pass
     elif not _have_matplotlib():
-        print(f"cost curve not drawn: matplotlib is not installed ({PLOT_HINT})")
+        say(f"cost curve not drawn: matplotlib is not installed ({PLOT_HINT})")
     else:
         plot_cost_curve(history, args.plot_out, f"Cost function ({args.data}, {args.optimizer})")
-        print(f"cost curve written to {args.plot_out}")
+        say(f"cost curve written to {args.plot_out}")
     return 0
+
+
+def _quiet(*args: Any, **kwargs: Any) -> None:
+    """``print`` for the ranks other than 0 of a distributed run."""
 
 
 def bench(args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ with a timeout, so a hang fails instead of blocking the run."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -27,6 +28,8 @@ from mpi4py import MPI
 
 spec = json.loads(sys.argv[1])
 rank = MPI.COMM_WORLD.Get_rank()
+if spec.get("slow"):
+    open(f"{spec['out']}.started.{rank}", "w").close()
 rng = np.random.default_rng(0)
 X, y = rng.normal(size=(spec["n"], 6)), rng.integers(0, 3, size=spec["n"])
 if spec.get("bad_rank") == rank:
@@ -35,6 +38,19 @@ if spec.get("other_rank") == rank:
     X = X + 1.0
 model = fastnn.MLP([6, 9, 3], loss="cross_entropy", dtype="float64", seed=4,
                    dropout=spec.get("dropout", 0.0), backend=spec.get("backend", "numpy"))
+if spec.get("nan_rank") == rank:  # this rank's loss stops being finite in epoch 2
+    train_batch = model.train_batch
+    def poisoned(X, T, batch=None):
+        loss, out = train_batch(X, T, batch)
+        return (loss * np.nan if batch.epoch == 1 else loss), out
+    model.train_batch = poisoned
+if spec.get("slow"):  # slow enough that Ctrl-C lands mid-run
+    import time
+    train_batch = model.train_batch
+    def slowly(X, T, batch=None):
+        time.sleep(0.01)
+        return train_batch(X, T, batch)
+    model.train_batch = slowly
 rows = []
 if spec.get("count_rows"):
     layer = model.layers[0]
@@ -44,6 +60,9 @@ if spec.get("count_rows"):
 try:
     for fit in spec["fits"]:
         model.fit(X, y, distributed=True, progress=False, **fit)
+except KeyboardInterrupt as exc:
+    print(f"rank {rank}: interrupted: {exc}; epochs {len(model.history['loss'])}", flush=True)
+    sys.exit(130)
 except Exception as exc:
     print(f"rank {rank}: {type(exc).__name__}: {exc}", flush=True)
     sys.exit(3)
@@ -178,3 +197,83 @@ def test_two_ranks_train_as_one_process_on_every_backend(tmp_path, backend):
     done = run_ranks(tmp_path, n=45, fits=fits, dropout=0.2, backend=backend)
     assert done.returncode == 0, done.stdout + done.stderr
     assert_same(tmp_path, single(45, fits, dropout=0.2, backend=backend))
+
+
+def test_divergence_on_one_rank_stops_every_rank_at_the_same_batch(tmp_path):
+    fits = [{"epochs": 3, "batch_size": 8, "optimizer": "sgd", "lr": 0.1}]
+    done = run_ranks(tmp_path, n=48, fits=fits, nan_rank=1)
+    assert done.returncode != 0
+    for rank in (0, 1):
+        assert (
+            f"rank {rank}: TrainingDivergedError: training diverged at epoch 2, batch 1"
+            in done.stdout
+        ), done.stdout
+
+
+def test_ctrl_c_stops_every_rank_after_the_same_batch(tmp_path):
+    import os
+    import signal
+    import time
+
+    spec = {
+        "n": 48,
+        "fits": [{"epochs": 500, "batch_size": 8, "optimizer": "sgd", "lr": 0.01}],
+        "slow": True,
+        "out": str(tmp_path / "w.npz"),
+    }
+    proc = subprocess.Popen(
+        [MPIEXEC, "-n", "2", sys.executable, "-c", RANK_SCRIPT, json.dumps(spec)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        marks = [tmp_path / f"w.npz.started.{rank}" for rank in (0, 1)]
+        while not all(m.exists() for m in marks) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.0)  # both ranks are in the training loop by now
+        os.killpg(proc.pid, signal.SIGINT)  # the whole group: mpiexec and both ranks
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    # (the ranks' lines may arrive interleaved)
+    stops = dict(re.findall(r"rank (\d): interrupted: training interrupted after ([^;]+);", out))
+    assert set(stops) == {"0", "1"} and stops["0"] == stops["1"], out + err
+
+
+def test_the_cli_trains_distributed_as_one_process(tmp_path):
+    args = ["train", "--data", "spirals", "--epochs", "5", "--dtype", "float64", "--no-plot"]
+    done = subprocess.run(
+        [
+            MPIEXEC,
+            "-n",
+            "2",
+            sys.executable,
+            "-m",
+            "fastnn",
+            *args,
+            "--distributed",
+            "--model-out",
+            str(tmp_path / "two.safetensors"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("test accuracy") == 1  # rank 0 reports, once
+    one = subprocess.run(
+        [sys.executable, "-m", "fastnn", *args, "--model-out", str(tmp_path / "one.safetensors")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert one.returncode == 0, one.stderr
+    two = fastnn.load(tmp_path / "two.safetensors").state_dict()
+    for name, value in fastnn.load(tmp_path / "one.safetensors").state_dict().items():
+        np.testing.assert_allclose(two[name], value, rtol=1e-10, atol=1e-12)
