@@ -383,9 +383,12 @@ def train(args: argparse.Namespace) -> int:
     """Run ``fastnn train``; returns the exit code."""
     rank = 0
     if args.distributed:
-        from .distributed import Communicator
+        from .distributed import Communicator, use_local_gpu
 
-        rank = Communicator().rank
+        comm = Communicator()
+        rank = comm.rank
+        if args.backend == "cupy":
+            use_local_gpu(comm)  # one GPU per rank, before the model is made
     say = print if rank == 0 else _quiet  # only rank 0 reports and writes files
     X_train, X_test, y_train, y_test = load_data(args)
     X_train, X_test = scale_features(args.scale, X_train, X_test)

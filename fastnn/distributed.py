@@ -75,6 +75,18 @@ class Communicator:
                 raise RuntimeError(f"rank {rank} of {self.size} stopped before training: {message}")
 
 
+def use_local_gpu(comm: Communicator) -> int:
+    """Make this rank's GPU CuPy's current device: the rank's index among the ranks of
+    its machine, modulo the GPUs there. Call it before creating a cupy model; returns the
+    device id. (Written for one GPU per rank; only ever run with one GPU.)"""
+    import cupy
+
+    local = comm._comm.Split_type(comm._mpi.COMM_TYPE_SHARED).Get_rank()
+    device = local % cupy.cuda.runtime.getDeviceCount()
+    cupy.cuda.Device(device).use()
+    return device
+
+
 def world(distributed: bool) -> Communicator | None:
     """The communicator of a distributed ``fit``, or None for an ordinary one."""
     return Communicator() if distributed else None

@@ -4,6 +4,7 @@ with a timeout, so a hang fails instead of blocking the run."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -11,7 +12,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import need_module
+from conftest import need_module, skip_unless_required
 
 import fastnn
 
@@ -19,6 +20,14 @@ need_module("mpi4py", "pip install 'fastnn[mpi]'", module_level=True)
 MPIEXEC = shutil.which("mpiexec")
 if MPIEXEC is None:  # pragma: no cover - mpi4py without an mpiexec
     pytest.skip("no mpiexec: pip install 'fastnn[mpi]'", allow_module_level=True)
+
+
+def _env():
+    """This environment with PYTHONPATH made absolute (the CUDA emulator's, in CI), for
+    subprocesses that run in another folder."""
+    paths = [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+
 
 RANK_SCRIPT = r"""
 import json, sys
@@ -263,6 +272,7 @@ def test_the_cli_trains_distributed_as_one_process(tmp_path):
         text=True,
         timeout=120,
         cwd=tmp_path,
+        env=_env(),
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count("test accuracy") == 1  # rank 0 reports, once
@@ -272,8 +282,58 @@ def test_the_cli_trains_distributed_as_one_process(tmp_path):
         text=True,
         timeout=120,
         cwd=tmp_path,
+        env=_env(),
     )
     assert one.returncode == 0, one.stderr
     two = fastnn.load(tmp_path / "two.safetensors").state_dict()
     for name, value in fastnn.load(tmp_path / "one.safetensors").state_dict().items():
         np.testing.assert_allclose(two[name], value, rtol=1e-10, atol=1e-12)
+
+
+def test_a_checkpoint_of_two_ranks_resumes_in_one_process(tmp_path):
+    """The checkpoint holds the global run (weights, optimizer, position, history), so any
+    number of ranks may continue it."""
+    ckpt = str(tmp_path / "run.ckpt")
+    fit = {"batch_size": 8, "optimizer": "momentum", "lr": 0.05}
+    done = run_ranks(tmp_path, n=45, fits=[{"epochs": 2, "checkpoint": ckpt, **fit}])
+    assert done.returncode == 0, done.stdout + done.stderr
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(45, 6)), rng.integers(0, 3, size=45)
+    resumed = fastnn.MLP([6, 9, 3], loss="cross_entropy", dtype="float64", seed=4)
+    resumed.fit(X, y, epochs=4, batch_size=8, resume=ckpt, progress=False)
+    expected = single(45, [{"epochs": 4, **fit}])
+    for (W, b), (W2, b2) in zip(resumed.get_weights(), expected.get_weights()):
+        np.testing.assert_allclose(W, W2, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(b, b2, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(resumed.history["loss"], expected.history["loss"], rtol=1e-10)
+
+
+def test_the_cli_picks_a_gpu_per_rank_on_cupy(tmp_path):
+    """On the CPU CUDA emulator in CI (one device): both ranks select device 0 and train."""
+    from fastnn.backends import unavailable_reason
+
+    reason = unavailable_reason("cupy")
+    if reason is not None:
+        skip_unless_required("cupy", f"[cupy] {reason}")
+    args = ["train", "--data", "xor", "--epochs", "3", "--backend", "cupy", "--no-plot"]
+    done = subprocess.run(
+        [
+            MPIEXEC,
+            "-n",
+            "2",
+            sys.executable,
+            "-m",
+            "fastnn",
+            *args,
+            "--distributed",
+            "--model-out",
+            str(tmp_path / "m.safetensors"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env=_env(),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (tmp_path / "m.safetensors").exists()

@@ -585,7 +585,12 @@ class CUDARuntimeError(RuntimeError):
 
 class Device:
     def __init__(self, device: int = 0) -> None:
+        if device != 0:
+            raise CUDARuntimeError("cudaErrorInvalidDevice: the emulator has one device")
         self.id = device
+
+    def use(self) -> None:
+        pass
 
     def synchronize(self) -> None:
         pass
