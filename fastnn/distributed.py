@@ -50,6 +50,17 @@ class Communicator:
         """In place: every rank's ``buffer`` becomes the sum of all ranks' buffers."""
         self._comm.Allreduce(self._mpi.IN_PLACE, buffer, op=self._mpi.SUM)
 
+    def sum_over_ranks(self, backend: Any, *arrays: Any) -> list:
+        """Each backend array summed over the ranks (through one host buffer)."""
+        host = [np.asarray(backend.to_numpy(a), dtype="float64").reshape(-1) for a in arrays]
+        buffer = np.concatenate(host)
+        self.allreduce_sum(buffer)
+        out, start = [], 0
+        for a, h in zip(arrays, host, strict=True):
+            out.append(backend.asarray(buffer[start : start + h.size].reshape(a.shape), a.dtype))
+            start += h.size
+        return out
+
     def reduce_epoch(self, ok: Any, sums: Any, counts: Any, units: int) -> tuple:
         """Collective, once per pass: whether every rank's batches were all finite, and
         the per-batch loss sums, correct counts and the units counted, over all ranks."""

@@ -683,7 +683,13 @@ class _Trainer:
         for batch, Xb, Tb, rows in self._batches(order):
             shares[batch - 1] = Xb.shape[0]
             if Xb.shape[0]:
-                step = Batch(rows, p.first_epoch + p.epoch, self.mask_key)
+                step = Batch(
+                    rows,
+                    p.first_epoch + p.epoch,
+                    self.mask_key,
+                    comm=self.comm,
+                    global_rows=self.batch_rows[1],
+                )
                 loss, out = model.train_batch(Xb, Tb, step)
                 losses[batch - 1] = loss
             else:  # a batch of fewer rows than ranks: this rank adds nothing

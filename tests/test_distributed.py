@@ -45,8 +45,14 @@ if spec.get("bad_rank") == rank:
     X[3, 2] = np.nan
 if spec.get("other_rank") == rank:
     X = X + 1.0
-model = fastnn.MLP([6, 9, 3], loss="cross_entropy", dtype="float64", seed=4,
-                   dropout=spec.get("dropout", 0.0), backend=spec.get("backend", "numpy"))
+if "bn" in spec:
+    model = fastnn.Sequential(
+        [fastnn.Dense(6, 9), fastnn.BatchNorm(9, sync=spec["bn"] == "sync"),
+         fastnn.Activation("tanh"), fastnn.Dense(9, 3, "softmax")],
+        loss="cross_entropy", dtype="float64", seed=4)
+else:
+    model = fastnn.MLP([6, 9, 3], loss="cross_entropy", dtype="float64", seed=4,
+                       dropout=spec.get("dropout", 0.0), backend=spec.get("backend", "numpy"))
 if spec.get("nan_rank") == rank:  # this rank's loss stops being finite in epoch 2
     train_batch = model.train_batch
     def poisoned(X, T, batch=None):
@@ -79,7 +85,7 @@ if spec.get("count_rows"):
     print(f"rank {rank} trained on {sum(rows)} rows", flush=True)
 if rank == 0:
     np.savez(spec["out"], *[a for pair in model.get_weights() for a in pair],
-             history=json.dumps(model.history))
+             *model.state_dict().values(), history=json.dumps(model.history))
 """
 
 
@@ -337,3 +343,28 @@ def test_the_cli_picks_a_gpu_per_rank_on_cupy(tmp_path):
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert (tmp_path / "m.safetensors").exists()
+
+
+@pytest.mark.parametrize("mode", ["sync", "local"])
+def test_synchronized_batchnorm_trains_as_one_process(tmp_path, mode):
+    """BatchNorm(sync=True) uses the global batch's statistics (running ones included):
+    two ranks equal one process. Without sync each rank uses its own rows' (as DDP)."""
+    fits = [{"epochs": 3, "batch_size": 10, "optimizer": "momentum", "lr": 0.05}]
+    done = run_ranks(tmp_path, n=45, fits=fits, bn=mode)
+    assert done.returncode == 0, done.stdout + done.stderr
+    layers = [
+        fastnn.Dense(6, 9),
+        fastnn.BatchNorm(9, sync=mode == "sync"),
+        fastnn.Activation("tanh"),
+        fastnn.Dense(9, 3, "softmax"),
+    ]
+    model = fastnn.Sequential(layers, loss="cross_entropy", dtype="float64", seed=4)
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(45, 6)), rng.integers(0, 3, size=45)
+    model.fit(X, y, progress=False, **fits[0])
+    saved = np.load(tmp_path / "weights.npz")
+    expected = [*(a for pair in model.get_weights() for a in pair), *model.state_dict().values()]
+    same = all(
+        np.allclose(saved[f"arr_{k}"], e, rtol=1e-10, atol=1e-12) for k, e in enumerate(expected)
+    )
+    assert same == (mode == "sync")

@@ -45,6 +45,11 @@ class Batch:
         False: dropout is the identity (``model.gradients``).
     update_statistics : bool
         False: running statistics stay as they are (``model.gradients``).
+    comm : Communicator or None
+        Distributed training: the ranks (:mod:`fastnn.distributed`); each rank's rows are
+        its share of a global batch of ``global_rows`` rows.
+    global_rows : int
+        Rows of the global batch (distributed), else 0.
     """
 
     rows: Any = None
@@ -53,11 +58,20 @@ class Batch:
     layer: int = 0
     draw_masks: bool = True
     update_statistics: bool = True
+    comm: Any = None
+    global_rows: int = 0
 
     def at(self, layer: int) -> Batch:
         """The same batch, for the layer at position ``layer``."""
         return Batch(
-            self.rows, self.epoch, self.key, layer, self.draw_masks, self.update_statistics
+            self.rows,
+            self.epoch,
+            self.key,
+            layer,
+            self.draw_masks,
+            self.update_statistics,
+            self.comm,
+            self.global_rows,
         )
 
 

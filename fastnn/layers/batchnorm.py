@@ -23,6 +23,10 @@ class BatchNorm(Layer):
     (``predict``, ``evaluate``, validation) the running statistics take the batch's place.
     A training batch needs at least 2 rows.
 
+    In distributed training each rank normalizes with its own rows' statistics (as
+    PyTorch's DDP does); with ``sync=True`` the ranks sum their statistics and gradient
+    sums, so every rank uses the global batch's, and the run matches one process.
+
     Parameters
     ----------
     n_features : int
@@ -31,6 +35,9 @@ class BatchNorm(Layer):
         Weight of the newest batch in the running statistics, in [0, 1].
     eps : float
         Added to the variance, > 0.
+    sync : bool
+        Distributed: statistics over the global batch (one more allreduce in forward and
+        in backward).
 
     Attributes
     ----------
@@ -46,8 +53,14 @@ class BatchNorm(Layer):
     buffer_names = ("running_mean", "running_var")
     min_batch_rows = 2
 
-    def __init__(self, n_features: int, momentum: float = 0.1, eps: float = 1e-5) -> None:
+    def __init__(
+        self, n_features: int, momentum: float = 0.1, eps: float = 1e-5, sync: bool = False
+    ) -> None:
         self.n_features = positive_size(n_features, "BatchNorm: n_features")
+        if not isinstance(sync, bool):
+            raise ValueError(f"BatchNorm: sync must be True or False, got {sync!r}")
+        self.sync = sync
+        self._synced: Any = None  # (comm, local rows, global rows) of a synced pass
         self.momentum = _number(momentum, "momentum", lambda v: 0 <= v <= 1, "in [0, 1]")
         self.eps = _number(eps, "eps", lambda v: v > 0, "> 0")
         self.gamma: Any = None
@@ -59,10 +72,12 @@ class BatchNorm(Layer):
         self._cache: Any = None
 
     def __repr__(self) -> str:
-        return f"BatchNorm({self.n_features}, momentum={self.momentum}, eps={self.eps})"
+        sync = ", sync=True" if self.sync else ""
+        return f"BatchNorm({self.n_features}, momentum={self.momentum}, eps={self.eps}{sync})"
 
     def config(self) -> dict[str, Any]:
-        return {"n_features": self.n_features, "momentum": self.momentum, "eps": self.eps}
+        config = {"n_features": self.n_features, "momentum": self.momentum, "eps": self.eps}
+        return {**config, "sync": True} if self.sync else config
 
     def declared_input(self) -> int:
         return self.n_features
@@ -87,7 +102,12 @@ class BatchNorm(Layer):
                 f"{self!r}: a training batch needs at least 2 rows (the variance of one row "
                 f"is undefined), got {n}"
             )
-        H, mean, var, self._cache = backend.batchnorm_train(X, self.gamma, self.beta, self.eps)
+        self._synced = None
+        if self.sync and batch is not None and batch.comm is not None:
+            H, mean, var, self._cache = self._synced_train(X, batch)
+            n = batch.global_rows
+        else:
+            H, mean, var, self._cache = backend.batchnorm_train(X, self.gamma, self.beta, self.eps)
         if batch is None or batch.update_statistics:
             backend.batchnorm_update_running(
                 self.running_mean, self.running_var, mean, var, n, self.momentum
@@ -95,10 +115,39 @@ class BatchNorm(Layer):
         return H
 
     def backward(self, dH: Any, need_dX: bool = True) -> Any:
+        if self._synced is not None:
+            return self._synced_backward(dH, need_dX)
         dX, self.dgamma, self.dbeta = self.backend.batchnorm_backward(
             dH, self._cache, self.gamma, need_dX
         )
         return dX
+
+    def _synced_train(self, X: Any, batch: Batch) -> tuple:
+        """The training forward with the global batch's mean and biased variance (two
+        allreduces of per-feature sums: the mean's, then the squared deviations')."""
+        comm, N = batch.comm, batch.global_rows
+        (total,) = comm.sum_over_ranks(self.backend, X.sum(axis=0))
+        mean = total / N
+        centered = X - mean
+        (squares,) = comm.sum_over_ranks(self.backend, (centered * centered).sum(axis=0))
+        var = squares / N
+        inv_std = 1 / self.backend.xp.sqrt(var + self.eps)
+        X_hat = centered * inv_std
+        self._synced = (comm, X.shape[0], N)
+        return X_hat * self.gamma + self.beta, mean, var, (X_hat, inv_std)
+
+    def _synced_backward(self, dH: Any, need_dX: bool) -> Any:
+        """The closed form with sums over the global batch. A rank's ``dH`` is the gradient
+        of its own rows' mean loss, ``N / n`` times that of the global mean loss: the sums
+        are taken in the global scale and ``dX`` is returned in the rank's."""
+        (comm, n, N), (X_hat, inv_std) = self._synced, self._cache
+        self.dbeta = dH.sum(axis=0)  # the rank's part; the gradient allreduce sums them
+        self.dgamma = (dH * X_hat).sum(axis=0)
+        if not need_dX:
+            return None
+        share = n / N
+        sum_d, sum_dx = comm.sum_over_ranks(self.backend, self.dbeta * share, self.dgamma * share)
+        return (self.gamma * inv_std / N) * (N * dH * share - sum_d - X_hat * sum_dx) / share
 
     def release(self) -> None:
         self._cache = None
