@@ -4,8 +4,10 @@
 
 For M and L (float32, SGD, ``fit`` over each architecture's epoch of synthetic data) it
 prints samples/s of both, the scaling efficiency (2-rank throughput / 1-rank throughput:
-both use the machine's 2 cores) and the share of a 2-rank step spent in the gradient
-allreduce. On 2 cores this measures what data parallelism costs, not a speedup.
+both use the machine's 2 cores) and the share of a 2-rank run the update spends waiting
+for the gradients' allreduce, with each layer's allreduce started during the backward
+pass (overlap) and with one allreduce after it. On 2 cores this measures what data
+parallelism costs, not a speedup.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ import time
 EPOCHS = 3
 
 
-def worker(arch_name: str, backend: str) -> None:
+def worker(arch_name: str, backend: str, overlap: str) -> None:
     """One rank (or the single process): time ``fit`` and the allreduce inside it."""
     import fastnn.distributed
+
+    fastnn.distributed.OVERLAP = overlap == "overlap"
     from fastnn.benchmarking.workloads import ARCHITECTURES, data, reference_model
 
     arch = ARCHITECTURES[arch_name]
@@ -31,14 +35,15 @@ def worker(arch_name: str, backend: str) -> None:
     X = X.astype("float32")
     model = reference_model(arch, "float32", backend)
     spent = [0.0]
-    allreduce = fastnn.distributed.Communicator.allreduce_sum
+    hook = fastnn.distributed.AllreduceGradients
+    wait = hook.after_backward
 
-    def timed(self, buffer):
+    def timed(self, run):  # the time the update waits for the gradients
         start = time.perf_counter()
-        allreduce(self, buffer)
+        wait(self, run)
         spent[0] += time.perf_counter() - start
 
-    fastnn.distributed.Communicator.allreduce_sum = timed
+    hook.after_backward = timed
     fit = dict(batch_size=arch.batch, optimizer="sgd", lr=0.01, progress=False, distributed=True)
     model.fit(X, y, epochs=1, **fit)  # warm-up: kernels compiled, buffers allocated
     spent[0] = 0.0
@@ -62,7 +67,7 @@ def run(command: list[str], threads: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--worker", nargs=2, metavar=("ARCH", "BACKEND"))
+    parser.add_argument("--worker", nargs=3, metavar=("ARCH", "BACKEND", "OVERLAP"))
     parser.add_argument("--arch", nargs="+", default=["M", "L"])
     parser.add_argument("--backend", default="numba")
     args = parser.parse_args()
@@ -73,14 +78,17 @@ def main() -> None:
     mpiexec = shutil.which("mpiexec")
     if mpiexec is None:
         sys.exit("no mpiexec: pip install 'fastnn[mpi]'")
-    heads = ("1 x 2 threads", "2 ranks x 1", "efficiency", "allreduce")
-    print(f"{'arch':5s} {heads[0]:>14s} {heads[1]:>12s} {heads[2]:>10s} {heads[3]:>9s}")
+    heads = ("1 x 2 threads", "2 ranks x 1", "efficiency", "waiting", "no overlap", "waiting")
+    print(f"{'arch':5s} " + " ".join(f"{h:>13s}" for h in heads))
     for arch in args.arch:
-        one = run([*me, arch, args.backend], threads=2)
-        two = run([mpiexec, "-n", "2", *me, arch, args.backend], threads=1)
+        one = run([*me, arch, args.backend, "overlap"], threads=2)
+        two = run([mpiexec, "-n", "2", *me, arch, args.backend, "overlap"], threads=1)
+        flat = run([mpiexec, "-n", "2", *me, arch, args.backend, "flat"], threads=1)
         print(
-            f"{arch:5s} {one['samples_per_s']:14,.0f} {two['samples_per_s']:12,.0f} "
-            f"{two['samples_per_s'] / one['samples_per_s']:10.2f} {100 * two['allreduce']:8.1f}%"
+            f"{arch:5s} {one['samples_per_s']:13,.0f} {two['samples_per_s']:13,.0f} "
+            f"{two['samples_per_s'] / one['samples_per_s']:13.2f} "
+            f"{100 * two['allreduce']:12.1f}% {flat['samples_per_s']:13,.0f} "
+            f"{100 * flat['allreduce']:12.1f}%"
         )
 
 

@@ -103,33 +103,79 @@ def world(distributed: bool) -> Communicator | None:
     return Communicator() if distributed else None
 
 
-class AllreduceGradients(Hook):
-    """After each backward pass: every gradient, scaled by this rank's share of the batch
-    rows, is summed over the ranks in one allreduce of one flat, pre-allocated host
-    buffer, which also carries each rank's Ctrl-C (so every rank stops after the same
-    batch)."""
+#: start each layer's allreduce as soon as its backward is done (False: one allreduce
+#: of everything after the backward pass; bench/distributed.py compares the two)
+OVERLAP = True
 
-    def __init__(self, comm: Communicator) -> None:
+
+class AllreduceGradients(Hook):
+    """Sums every gradient, scaled by this rank's share of the batch rows, over the ranks.
+
+    The gradients live in one flat, pre-allocated host buffer, a slice per layer. With
+    :data:`OVERLAP`, a layer's slice is filled and its non-blocking allreduce started as
+    soon as the backward pass has produced it (last layer first, as DDP's buckets), and
+    the update waits for all of them; otherwise one allreduce of the whole buffer follows
+    the backward pass. A last one-element allreduce carries each rank's Ctrl-C, so every
+    rank stops after the same batch."""
+
+    def __init__(self, comm: Communicator, overlap: bool | None = None) -> None:
         self.comm = comm
+        self.overlap = OVERLAP if overlap is None else overlap
         self.buffer: np.ndarray | None = None
+        self.slices: list[slice] = []  # each layer's part of the buffer
+        self.requests: dict[int, Any] = {}
+        self.flag = np.zeros(1)
+
+    def _prepare(self, run: Any) -> None:
+        grads = run.model.parameter_gradients()
+        dtype = run.model.parameters()[0].dtype
+        if self.buffer is None or self.buffer.dtype != dtype:
+            self.buffer = np.empty(sum(p.size for p in run.model.parameters()), dtype=dtype)
+            start = 0
+            self.slices = []
+            for layer in run.model.layers:
+                size = sum(p.size for p in layer.parameters().values())
+                self.slices.append(slice(start, start + size))
+                start += size
+        del grads
+
+    def _send(self, run: Any, layer: int) -> None:
+        """Fill layer ``layer``'s slice with its scaled gradients and start its allreduce."""
+        assert self.buffer is not None
+        backend = run.model.backend
+        n_local, n_global = run.batch_rows
+        part = self.buffer[self.slices[layer]]
+        start = 0
+        for g in run.model.layers[layer].gradients().values():
+            part[start : start + g.size] = backend.to_numpy(g).reshape(-1)
+            start += g.size
+        part *= n_local / n_global
+        if part.size:
+            mpi = self.comm._mpi
+            self.requests[layer] = self.comm._comm.Iallreduce(mpi.IN_PLACE, part, op=mpi.SUM)
+
+    def after_layer_backward(self, run: Any, layer: int) -> None:
+        if self.overlap:
+            self._prepare(run)
+            self._send(run, layer)
 
     def after_backward(self, run: Any) -> None:
+        self._prepare(run)
+        # Collectives start in the same order on every rank: the backward's, last layer
+        # first (here too where nothing overlapped, or this rank had no rows).
+        for layer in reversed(range(len(run.model.layers))):
+            if layer not in self.requests:
+                self._send(run, layer)
+        self.comm._mpi.Request.Waitall(list(self.requests.values()))
+        self.requests.clear()
+        self.flag[0] = 1 if run.interrupted else 0
+        self.comm.allreduce_sum(self.flag)
         backend = run.model.backend
-        grads = run.model.parameter_gradients()
-        n_local, n_global = run.batch_rows
-        scale = n_local / n_global
-        if self.buffer is None or self.buffer.dtype != grads[0].dtype:
-            self.buffer = np.empty(sum(g.size for g in grads) + 1, dtype=grads[0].dtype)
-        buffer, start = self.buffer, 0
-        for g in grads:
-            buffer[start : start + g.size] = backend.to_numpy(g).reshape(-1)
-            buffer[start : start + g.size] *= scale
-            start += g.size
-        buffer[-1] = 1 if run.interrupted else 0
-        self.comm.allreduce_sum(buffer)
-        start = 0
-        for g in grads:
-            g[...] = backend.asarray(buffer[start : start + g.size].reshape(g.shape))
-            start += g.size
-        if buffer[-1] > 0:
+        assert self.buffer is not None
+        for layer, where in zip(run.model.layers, self.slices, strict=True):
+            part, start = self.buffer[where], 0
+            for g in layer.gradients().values():
+                g[...] = backend.asarray(part[start : start + g.size].reshape(g.shape))
+                start += g.size
+        if self.flag[0] > 0:
             run.interrupt()

@@ -2,6 +2,9 @@
 
 The loop (:mod:`fastnn.training`) calls each hook of the run, in order:
 
+* ``after_layer_backward(run, layer)``: as soon as the backward pass has set the
+  gradients of the layer at position ``layer`` (last layer first), so their allreduce can
+  overlap with the rest of the backward;
 * ``after_backward(run)``: after every batch's backward pass, before the update (the
   gradients are ``run.model.parameter_gradients()``; data-parallel training averages them
   over processes here);
@@ -27,6 +30,9 @@ from typing import Any
 class Hook:
     """Base class: every method does nothing; override the ones you need."""
 
+    def after_layer_backward(self, run: Any, layer: int) -> None:
+        """Each batch: the layer at position ``layer`` has its gradients."""
+
     def after_backward(self, run: Any) -> None:
         """Each batch: the gradients are computed, the update is next."""
 
@@ -46,7 +52,11 @@ class Hook:
 def wants_every_batch(hook: Hook) -> bool:
     """Whether ``hook`` acts between a batch's backward and its update (so the loop may
     not hand whole epochs to a fused backend call)."""
-    return type(hook).after_backward is not Hook.after_backward
+    kind = type(hook)
+    return (
+        kind.after_backward is not Hook.after_backward
+        or kind.after_layer_backward is not Hook.after_layer_backward
+    )
 
 
 class ProgressBar(Hook):

@@ -249,8 +249,12 @@ class Sequential:
         loss, grad = self.loss(self.backend, out, T)
         n_layers = len(self.layers)
         grad = (last.backward_logits if fused else last.backward)(grad, need_dX=n_layers > 1)
+        if batch.after_layer is not None:
+            batch.after_layer(n_layers - 1)
         for i in range(n_layers - 2, -1, -1):
             grad = self.layers[i].backward(grad, need_dX=i > 0)
+            if batch.after_layer is not None:
+                batch.after_layer(i)  # (distributed: its gradients' allreduce can start)
         return loss, out
 
     def count_correct(self, out: Any, T: Any, logits: bool) -> tuple[Any, int]:

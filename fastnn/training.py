@@ -421,6 +421,7 @@ class _Trainer:
         self.X_val, self.T_val = X_val, T_val
         self.epochs, self.batch_size, self.shuffle = epochs, batch_size, shuffle
         self.hooks: list[Hook] = []
+        self.per_layer_hooks: list[Hook] = []
         self.position = Position(
             epochs=epochs,
             epoch=0,
@@ -472,6 +473,9 @@ class _Trainer:
         """The hooks of this run; per-batch ones, or any but the progress bar and
         checkpoints, keep the run off the fused many-epoch path."""
         self.hooks = hooks
+        self.per_layer_hooks = [
+            h for h in hooks if type(h).after_layer_backward is not Hook.after_layer_backward
+        ]
         self.try_fused = self.try_fused and all(
             isinstance(h, ProgressBar | Checkpoints) and not wants_every_batch(h) for h in hooks
         )
@@ -634,6 +638,10 @@ class _Trainer:
                 Xb, Tb = backend.take_rows(self.Xd, rows), backend.take_rows(self.Td, rows)
             yield batch, Xb, Tb, rows
 
+    def _layer_done(self, layer: int) -> None:
+        for hook in self.per_layer_hooks:
+            hook.after_layer_backward(self, layer)
+
     def _zero_gradients(self) -> None:
         """Every parameter's gradient set to zeros (a rank with no rows in a batch)."""
         for layer in self.model.layers:
@@ -689,6 +697,7 @@ class _Trainer:
                     self.mask_key,
                     comm=self.comm,
                     global_rows=self.batch_rows[1],
+                    after_layer=self._layer_done if self.per_layer_hooks else None,
                 )
                 loss, out = model.train_batch(Xb, Tb, step)
                 losses[batch - 1] = loss

@@ -60,6 +60,8 @@ class Batch:
     update_statistics: bool = True
     comm: Any = None
     global_rows: int = 0
+    #: called with each layer's position once its backward has set its gradients
+    after_layer: Any = None
 
     def at(self, layer: int) -> Batch:
         """The same batch, for the layer at position ``layer``."""
@@ -72,6 +74,7 @@ class Batch:
             self.update_statistics,
             self.comm,
             self.global_rows,
+            self.after_layer,
         )
 
 
