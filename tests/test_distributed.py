@@ -368,3 +368,32 @@ def test_synchronized_batchnorm_trains_as_one_process(tmp_path, mode):
         np.allclose(saved[f"arr_{k}"], e, rtol=1e-10, atol=1e-12) for k, e in enumerate(expected)
     )
     assert same == (mode == "sync")
+
+
+def test_cupy_gradients_allreduce_through_nccl_in_one_rank(rng):
+    """The NCCL path, as far as one GPU can take it: a one-rank communicator leaves the
+    gradients as they were. Runs where CuPy has NCCL and a GPU (bench/gpu_check.sh);
+    skipped on the CPU CUDA emulator, which has no NCCL."""
+    from types import SimpleNamespace
+
+    from fastnn.backends import unavailable_reason
+    from fastnn.distributed import AllreduceGradients, Communicator
+
+    reason = unavailable_reason("cupy")
+    if reason is not None:
+        skip_unless_required("cupy", f"[cupy] {reason}")
+    nccl = need_module("cupy.cuda.nccl", "pip install nvidia-nccl-cu13 (NCCL for CuPy)")
+    if not getattr(nccl, "available", True):
+        pytest.skip("CuPy finds no NCCL library here")
+    model = fastnn.MLP([5, 7, 3], loss="cross_entropy", backend="cupy", dtype="float64", seed=0)
+    X, y = rng.normal(size=(16, 5)), rng.integers(0, 3, size=16)
+    model.train_batch(model.backend.asarray(X), model.backend.asarray(y))
+    before = [model.backend.to_numpy(g).copy() for g in model.parameter_gradients()]
+    hook = AllreduceGradients(Communicator())
+    run = SimpleNamespace(model=model, batch_rows=(16, 16), interrupted=False)
+    for layer in reversed(range(len(model.layers))):
+        hook.after_layer_backward(run, layer)
+    hook.after_backward(run)
+    assert hook.nccl is not None
+    for g, b in zip(model.parameter_gradients(), before):
+        np.testing.assert_allclose(model.backend.to_numpy(g), b, rtol=1e-12)
