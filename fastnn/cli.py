@@ -276,6 +276,14 @@ def add_bench_parser(commands: Any) -> None:
     )
     bench.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     bench.add_argument(
+        "--distributed",
+        action="store_true",
+        help="instead: 1 process x 2 BLAS threads against 2 MPI ranks x 1 thread on the "
+        "--arch architectures (default M and L), with the share spent waiting for the "
+        "gradient allreduce, overlapped per layer and as one flat allreduce; needs "
+        "pip install 'fastnn[mpi]'",
+    )
+    bench.add_argument(
         "--readme",
         type=Path,
         metavar="README",
@@ -465,6 +473,18 @@ def bench(args: argparse.Namespace) -> int:
     from .benchmarking import report
     from .benchmarking.suite import default_backends
 
+    if args.distributed:
+        import json
+
+        from .benchmarking import distributed
+        from .benchmarking.workloads import CPU_ARCHITECTURES
+
+        archs = ["M", "L"] if args.arch == list(CPU_ARCHITECTURES) else args.arch
+        rows = [distributed.measure(a, (args.backend or ["numba"])[0]) for a in archs]
+        print(distributed.format_table(rows))
+        args.json.write_text(json.dumps(rows, indent=1))
+        print(f"\nresults written to {args.json}")
+        return 0
     old = report.load(args.compare) if args.compare else None
     backends = args.backend or default_backends()
     results = report.run(

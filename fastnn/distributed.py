@@ -105,7 +105,7 @@ def world(distributed: bool) -> Communicator | None:
 
 
 #: start each layer's allreduce as soon as its backward is done (False: one allreduce
-#: of everything after the backward pass; bench/distributed.py compares the two)
+#: of everything after the backward pass; `fastnn bench --distributed` compares the two)
 OVERLAP = True
 
 
