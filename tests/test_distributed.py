@@ -259,20 +259,20 @@ def test_ctrl_c_stops_every_rank_after_the_same_batch(tmp_path):
     assert set(stops) == {"0", "1"} and stops["0"] == stops["1"], out + err
 
 
-def test_the_cli_trains_distributed_as_one_process(tmp_path):
-    args = ["train", "--data", "spirals", "--epochs", "5", "--dtype", "float64", "--no-plot"]
-    done = subprocess.run(
+def run_cli(tmp_path, args, model_out, ranks=2):
+    """``fastnn ARGS --model-out MODEL_OUT``, under ``mpiexec -n ranks`` when ranks > 1."""
+    launch = [MPIEXEC, "-n", str(ranks)] if ranks > 1 else []
+    distributed = ["--distributed"] if ranks > 1 else []
+    return subprocess.run(
         [
-            MPIEXEC,
-            "-n",
-            "2",
+            *launch,
             sys.executable,
             "-m",
             "fastnn",
             *args,
-            "--distributed",
+            *distributed,
             "--model-out",
-            str(tmp_path / "two.safetensors"),
+            str(model_out),
         ],
         capture_output=True,
         text=True,
@@ -280,16 +280,14 @@ def test_the_cli_trains_distributed_as_one_process(tmp_path):
         cwd=tmp_path,
         env=_env(),
     )
+
+
+def test_the_cli_trains_distributed_as_one_process(tmp_path):
+    args = ["train", "--data", "spirals", "--epochs", "5", "--dtype", "float64", "--no-plot"]
+    done = run_cli(tmp_path, args, tmp_path / "two.safetensors")
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count("test accuracy") == 1  # rank 0 reports, once
-    one = subprocess.run(
-        [sys.executable, "-m", "fastnn", *args, "--model-out", str(tmp_path / "one.safetensors")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-        env=_env(),
-    )
+    one = run_cli(tmp_path, args, tmp_path / "one.safetensors", ranks=1)
     assert one.returncode == 0, one.stderr
     two = fastnn.load(tmp_path / "two.safetensors").state_dict()
     for name, value in fastnn.load(tmp_path / "one.safetensors").state_dict().items():
@@ -322,25 +320,7 @@ def test_the_cli_picks_a_gpu_per_rank_on_cupy(tmp_path):
     if reason is not None:
         skip_unless_required("cupy", f"[cupy] {reason}")
     args = ["train", "--data", "xor", "--epochs", "3", "--backend", "cupy", "--no-plot"]
-    done = subprocess.run(
-        [
-            MPIEXEC,
-            "-n",
-            "2",
-            sys.executable,
-            "-m",
-            "fastnn",
-            *args,
-            "--distributed",
-            "--model-out",
-            str(tmp_path / "m.safetensors"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-        env=_env(),
-    )
+    done = run_cli(tmp_path, args, tmp_path / "m.safetensors")
     assert done.returncode == 0, done.stdout + done.stderr
     assert (tmp_path / "m.safetensors").exists()
 
