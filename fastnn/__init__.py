@@ -12,7 +12,7 @@ from .backends import available_backends, get_backend, known_backends, use_backe
 from .conformance import check_backends
 from .errors import ModelFileError, TrainingDivergedError
 from .gradcheck import gradcheck
-from .layers import Activation, BatchNorm, Dense, Dropout, Layer
+from .layers import Activation, BatchNorm, Dense, Dropout, Layer, Rescale, Standardize
 from .model import MLP, Sequential
 from .optimizers import SGD, Adam
 from .perceptron import Perceptron
@@ -46,6 +46,8 @@ __all__ = [
     "Dense",
     "ModelFileError",
     "Perceptron",
+    "Rescale",
+    "Standardize",
     "Sequential",
     "TrainingDivergedError",
     "available_backends",

@@ -16,6 +16,7 @@ from .activations import ACTIVATIONS
 from .backends import known_backends
 from .datasets import load_digits, load_file, make_spirals, make_xor, train_test_split
 from .errors import TrainingDivergedError
+from .layers import Rescale, Standardize
 from .losses import LOSSES
 from .model import DTYPES, MLP
 from .optimizers import OPTIMIZERS
@@ -73,8 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--scale",
         choices=["standard", "minmax", "none"],
         default="minmax",
-        help="feature scaling fitted on the training part: standard (zero mean, "
-        "unit variance), minmax (to [0, 1]) or none",
+        help="feature scaling fitted on the training part and saved as the model's first "
+        "layer (so the model takes raw data): standard (zero mean, unit variance), minmax "
+        "(to [0, 1]) or none",
     )
     net = train.add_argument_group("network")
     net.add_argument(
@@ -330,19 +332,12 @@ def split_validation(
     return X_fit, y_fit, (X_val, y_val)
 
 
-def scale_features(kind: str, X_train: np.ndarray, X_test: np.ndarray) -> tuple:
-    """Scale both parts with statistics of the training part only."""
-    X_train = np.asarray(X_train, dtype=np.float64)
-    X_test = np.asarray(X_test, dtype=np.float64)
+def preprocessing(kind: str, X_train: np.ndarray) -> Any:
+    """The model's first layer, fitted on the training part only (train and validation,
+    never the test part): it is saved with the model, which then takes raw data."""
     if kind == "none":
-        return X_train, X_test
-    if kind == "standard":
-        shift, spread = X_train.mean(axis=0), X_train.std(axis=0)
-    else:
-        shift = X_train.min(axis=0)
-        spread = X_train.max(axis=0) - shift
-    spread = np.where(spread > 0, spread, 1.0)
-    return (X_train - shift) / spread, (X_test - shift) / spread
+        return None
+    return (Standardize if kind == "standard" else Rescale).fit(X_train)
 
 
 def n_outputs(args: argparse.Namespace, y: np.ndarray) -> int:
@@ -399,7 +394,7 @@ def train(args: argparse.Namespace) -> int:
             use_local_gpu(comm)  # one GPU per rank, before the model is made
     say = print if rank == 0 else _quiet  # only rank 0 reports and writes files
     X_train, X_test, y_train, y_test = load_data(args)
-    X_train, X_test = scale_features(args.scale, X_train, X_test)
+    X_train, X_test = np.asarray(X_train, np.float64), np.asarray(X_test, np.float64)
     X_fit, y_fit, validation = split_validation(args, X_train, y_train)
     if args.resume is not None:
         from .checkpoint import load_checkpoint
@@ -417,6 +412,7 @@ def train(args: argparse.Namespace) -> int:
             seed=args.seed,
             dropout=args.dropout,
             batch_norm=args.batch_norm,
+            preprocess=preprocessing(args.scale, X_train),
         )
     lr = args.lr if args.lr is not None else (0.001 if args.optimizer == "adam" else 0.05)
     parts = f"{X_fit.shape[0]} training, "

@@ -232,8 +232,8 @@ def build_model(contents: FileContents, backend: Any = None) -> Sequential:
         mlp = architecture.get("mlp") or _mlp_of_dense_layers(layers)
         # The MLP arguments must give exactly the file's (checked) layers, compared before
         # anything is built: a file cannot make fastnn allocate what its tensors lack.
-        with contextlib.suppress(TypeError, ValueError, AttributeError):
-            if isinstance(mlp, dict) and _configs(MLP.layers_for(**mlp)) == _configs(layers):
+        with contextlib.suppress(TypeError, ValueError, AttributeError, KeyError):
+            if isinstance(mlp, dict) and _mlp_layers(mlp) == _configs(layers):
                 model = MLP(**mlp, **kwargs)
     if model is None:
         model = Sequential(layers, **kwargs)
@@ -243,6 +243,14 @@ def build_model(contents: FileContents, backend: Any = None) -> Sequential:
 
 def _configs(layers: list[Layer]) -> list[tuple[str, dict[str, Any]]]:
     return [(layer.kind, layer.config()) for layer in layers]
+
+
+def _mlp_layers(mlp: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The kinds and configs of the layers these MLP arguments make (none is built)."""
+    args = {k: v for k, v in mlp.items() if k != "preprocess"}
+    first = mlp.get("preprocess")
+    head = [] if first is None else [(first["kind"], first["config"])]
+    return head + _configs(MLP.layers_for(**args))
 
 
 def _mlp_of_dense_layers(layers: list[Layer]) -> dict[str, Any] | None:

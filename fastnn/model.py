@@ -477,6 +477,9 @@ class MLP(Sequential):
         Dropout probability after each hidden layer, in [0, 1) (0: no Dropout layers).
     batch_norm : bool
         Batch normalization between each hidden layer's product and its activation.
+    preprocess : Layer, optional
+        A first layer that prepares raw inputs, such as ``Standardize.fit(X_train)``: it
+        is saved with the model, so the model predicts on raw data.
 
     Examples
     --------
@@ -496,10 +499,17 @@ class MLP(Sequential):
         seed: int | None = None,
         dropout: float = 0.0,
         batch_norm: bool = False,
+        preprocess: Layer | dict | None = None,
     ) -> None:
         sizes = list(sizes)
         output = DEFAULT_OUTPUT[get_loss(loss).name] if output is None else output
+        if isinstance(preprocess, dict):  # as a file stores it: kind and config
+            preprocess = layer_from_config(preprocess["kind"], preprocess["config"])
         layers = self.layers_for(sizes, activation, output, dropout, batch_norm)
+        if preprocess is not None:
+            if not isinstance(preprocess, Layer):
+                raise TypeError(f"MLP: preprocess must be a fastnn layer, got {preprocess!r}")
+            layers.insert(0, preprocess)
         super().__init__(layers, loss=loss, backend=backend, dtype=dtype, seed=seed)
         #: the arguments that build these layers again (stored in model files)
         self._mlp: dict[str, Any] = {
@@ -508,6 +518,9 @@ class MLP(Sequential):
             "output": output,
             "dropout": float(dropout),
             "batch_norm": batch_norm,
+            "preprocess": None
+            if preprocess is None
+            else {"kind": preprocess.kind, "config": preprocess.config()},
         }
 
     @staticmethod

@@ -151,11 +151,11 @@ def test_cli_resume_to_more_epochs_equals_one_longer_run(tmp_path, capsys):
     assert (
         main([*common, "--epochs", "6", "--model-out", str(tmp_path / "straight.safetensors")]) == 0
     )
-    resumed = fastnn.load(tmp_path / "resumed.safetensors").get_weights()
-    straight = fastnn.load(tmp_path / "straight.safetensors").get_weights()
-    for (W, b), (W2, b2) in zip(resumed, straight):
-        np.testing.assert_array_equal(W, W2)
-        np.testing.assert_array_equal(b, b2)
+    resumed = fastnn.load(tmp_path / "resumed.safetensors").state_dict()
+    straight = fastnn.load(tmp_path / "straight.safetensors").state_dict()
+    assert resumed.keys() == straight.keys()
+    for name, value in straight.items():
+        np.testing.assert_array_equal(resumed[name], value)
 
 
 def test_checkpoints_every_n_epochs_and_at_the_end(tmp_path):

@@ -210,4 +210,19 @@ def test_train_with_dropout_and_batch_norm(tmp_path, capsys):
     assert main([*args, "--model-out", str(out)]) == 0
     assert "test accuracy" in capsys.readouterr().out
     kinds = [layer.kind for layer in fastnn.load(out).layers]
-    assert kinds == ["Dense", "BatchNorm", "Activation", "Dropout", "Dense"]
+    assert kinds == ["Rescale", "Dense", "BatchNorm", "Activation", "Dropout", "Dense"]
+
+
+def test_the_saved_model_takes_raw_data_and_reproduces_the_test_accuracy(tmp_path, capsys):
+    """The scaling fitted on the training part is the model's first layer: loaded, the
+    model evaluated on the raw test part gives the accuracy train printed."""
+    from fastnn.cli import build_parser, load_data
+
+    out = tmp_path / "m.safetensors"
+    argv = ["train", "--epochs", "5", "--scale", "standard", "--no-plot"]
+    assert main([*argv, "--model-out", str(out)]) == 0
+    printed = float(re.search(r"test accuracy ([0-9.]+)", capsys.readouterr().out).group(1))
+    _, X_test, _, y_test = load_data(build_parser().parse_args(argv))
+    model = fastnn.load(out)
+    assert model.layers[0].kind == "Standardize"
+    assert round(model.evaluate(X_test, y_test)["accuracy"], 4) == printed

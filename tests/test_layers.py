@@ -341,3 +341,40 @@ def test_the_loss_fuses_with_a_separate_final_activation_layer(backend):
     assert split.fit(X, y, **fit) == fused.fit(X, y, **fit)
     with pytest.raises(ValueError, match="needs a 'softmax' output layer"):
         fastnn.Sequential([Dense(5, 3), Activation("tanh")], loss="cross_entropy")
+
+
+# -- preprocessing --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["Standardize", "Rescale"])
+def test_preprocessing_layers_scale_raw_data_and_travel_with_the_model(backend, kind, tmp_path):
+    need_module("safetensors", "pip install safetensors")
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 4)) * [1, 10, 100, 0] + [0, 5, -50, 3]  # one constant feature
+    y = rng.integers(0, 3, size=60)
+    layer = getattr(fastnn, kind).fit(X)
+    model = fastnn.MLP(
+        [4, 8, 3], loss="cross_entropy", backend=backend, dtype="float64", seed=0, preprocess=layer
+    )
+    H = model.backend.to_numpy(model.layers[0].forward(model.backend.asarray(X)))
+    if kind == "Standardize":
+        np.testing.assert_allclose(H[:, :3].mean(axis=0), 0, atol=1e-12)
+        np.testing.assert_allclose(H[:, :3].std(axis=0), 1, rtol=1e-12)
+    else:
+        np.testing.assert_allclose(H[:, :3].min(axis=0), 0, atol=1e-12)
+        np.testing.assert_allclose(H[:, :3].max(axis=0), 1, rtol=1e-12)
+    assert (H[:, 3] == 0).all()  # constant: shifted, not divided by 0
+    model.fit(X, y, epochs=3, batch_size=16, optimizer="adam", lr=0.01)
+    path = tmp_path / "m.safetensors"
+    model.save(path)
+    loaded = fastnn.load(path, backend=backend)
+    assert type(loaded) is fastnn.MLP and loaded.layers[0].kind == kind
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+    assert max(fastnn.gradcheck(model, X[:12], y[:12])) < 1e-6
+
+
+def test_preprocessing_values_are_checked():
+    with pytest.raises(ValueError, match="scale > 0"):
+        fastnn.Standardize(2, [0.0, 0.0], [1.0, 0.0])
+    with pytest.raises(ValueError, match=r"shape \(2,\)"):
+        fastnn.Rescale(2, [0.0], [1.0])

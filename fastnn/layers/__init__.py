@@ -11,6 +11,7 @@ from .base import LAYERS, Batch, Layer, layer_from_config
 from .batchnorm import BatchNorm
 from .dense import Dense
 from .dropout import Dropout
+from .preprocessing import FeatureScaling, Rescale, Standardize
 
 __all__ = [
     "LAYERS",
@@ -19,6 +20,9 @@ __all__ = [
     "BatchNorm",
     "Dense",
     "Dropout",
+    "FeatureScaling",
     "Layer",
+    "Rescale",
+    "Standardize",
     "layer_from_config",
 ]
