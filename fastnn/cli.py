@@ -15,7 +15,7 @@ from . import __version__
 from .activations import ACTIVATIONS
 from .backends import known_backends
 from .datasets import load_digits, load_file, make_spirals, make_xor, train_test_split
-from .errors import TrainingDivergedError
+from .errors import ModelFileError, TrainingDivergedError
 from .layers import Rescale, Standardize
 from .losses import LOSSES
 from .model import DTYPES, MLP
@@ -182,8 +182,47 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue the run saved in this checkpoint (its network and "
         "optimizer; give the same data, --seed, --epochs and --batch-size)",
     )
+    add_model_parsers(commands)
     add_bench_parser(commands)
     return parser
+
+
+def add_model_parsers(commands: Any) -> None:
+    """``fastnn predict``, ``fastnn evaluate`` and ``fastnn info``: using a saved model."""
+    predict = commands.add_parser(
+        "predict",
+        help="predict with a saved model, to a CSV",
+        description="Predict with a saved model: a CSV with a header row, then one row per "
+        "sample in input order: the predicted class (then the probabilities with --proba) "
+        "or the regression outputs. The model applies its own preprocessing: give raw data.",
+    )
+    predict.add_argument("model", type=Path, help="a .safetensors model file")
+    predict.add_argument(
+        "data",
+        help="a .csv, .npy, .npz or IDX file of inputs (a last label column, if the model "
+        "takes one column fewer, is ignored)",
+    )
+    predict.add_argument("--out", type=Path, default=Path("predictions.csv"), help="CSV to write")
+    predict.add_argument("--proba", action="store_true", help="add each class's probability")
+    predict.add_argument("--backend", choices=known_backends(), default=None)
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="loss and accuracy of a saved model on labelled data",
+        description="Print the loss (and accuracy) of a saved model on labelled data. With "
+        "--test-part, only the test part of the split fastnn train makes (same --test-size "
+        "and --seed): it reproduces the test accuracy train printed.",
+    )
+    evaluate.add_argument("model", type=Path, help="a .safetensors model file")
+    evaluate.add_argument(
+        "data", help="a built-in dataset (" + ", ".join(BUILTIN_DATA) + ") or a data file"
+    )
+    evaluate.add_argument("--labels", type=Path, help="labels file for .npy or IDX data")
+    evaluate.add_argument("--test-part", action="store_true", help="the test part only")
+    evaluate.add_argument("--test-size", type=float, default=0.2)
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--backend", choices=known_backends(), default=None)
+    info = commands.add_parser("info", help="describe a model or checkpoint file")
+    info.add_argument("model", type=Path, help="a .safetensors model or a checkpoint file")
 
 
 BENCH_HELP = """\
@@ -460,6 +499,107 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
+def predict(args: argparse.Namespace) -> int:
+    """Run ``fastnn predict``."""
+    import csv
+
+    from .datasets import load_features
+    from .io import load_model
+
+    model = load_model(args.model, backend=args.backend)
+    X = load_features(args.data, model.n_features)
+    if args.proba and not model.is_classifier:
+        raise ValueError(f"--proba needs a classifier; {args.model} is a {model.loss.name} model")
+    predictions = model.predict(X)
+    columns = [predictions.reshape(len(X), -1)]
+    names = (
+        ["prediction"]
+        if columns[0].shape[1] == 1
+        else [f"prediction_{j}" for j in range(columns[0].shape[1])]
+    )
+    if args.proba:
+        columns.append(model.predict_proba(X))
+        names += [f"probability_{j}" for j in range(model.n_outputs)]
+    labels = len(names) - (model.n_outputs if args.proba else 0)  # class columns first
+    with open(args.out, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(names)
+        for row in np.column_stack(columns):
+            cells = [
+                int(v) if model.is_classifier and k < labels else repr(float(v))
+                for k, v in enumerate(row)
+            ]
+            writer.writerow(cells)
+    print(f"{len(X)} predictions written to {args.out}")
+    return 0
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    """Run ``fastnn evaluate``."""
+    from .io import load_model
+
+    model = load_model(args.model, backend=args.backend)
+    args.loss = model.loss.name
+    if args.test_part:
+        _, X, _, y = load_data(args)
+    else:
+        X, y = _all_data(args)
+    scores = model.evaluate(X, y)
+    summary = f"loss {scores['loss']:.4f}"
+    if "accuracy" in scores:
+        summary = f"accuracy {scores['accuracy']:.4f}, " + summary
+    part = "test part of " if args.test_part else ""
+    print(f"{part}{args.data} ({len(X)} samples): {summary}")
+    return 0
+
+
+def _all_data(args: argparse.Namespace) -> tuple:
+    if args.data == "digits":
+        return load_digits(scale=False)
+    if args.data == "spirals":
+        return make_spirals(seed=args.seed)
+    if args.data == "xor":
+        return make_xor()
+    return load_file(args.data, args.labels)
+
+
+def info(args: argparse.Namespace) -> int:
+    """Run ``fastnn info``: architecture, parameters, dtype, preprocessing, checksum, and
+    for a checkpoint its position and history."""
+    from .checkpoint import load_checkpoint
+    from .io import FORMAT, build_model, read_file
+
+    path = args.model
+    try:
+        contents, saved = read_file(path, FORMAT), None
+    except ModelFileError as exc:
+        if "not a fastnn model" not in str(exc):
+            raise
+        saved = load_checkpoint(path)
+        contents = saved.contents
+    model = build_model(contents, "numpy")
+    version = contents.metadata.get("format_version")
+    kind = "checkpoint" if saved is not None else "model"
+    checksum = "verified" if version != "1" else "none (format 1, fastnn 0.1)"
+    print(f"{path}: fastnn {kind}, format {version}, checksum {checksum}")
+    print(f"model: {model}")
+    print(f"parameters: {model.n_parameters():,}; dtype {model.dtype}; loss {model.loss.name}")
+    head = model.layers[0]
+    scaling = head.kind if head.buffer_names == ("shift", "scale") else "none"
+    print(f"preprocessing: {scaling}")
+    if saved is not None:
+        p, history = saved.position, saved.history
+        print(f"position: epoch {p.epoch} of {p.epochs}, batch {p.batch}")
+        print(f"optimizer: {saved.optimizer!r}")
+        for key, values in history.items():
+            if values:
+                first, last = values[0], values[-1]
+                print(f"history {key}: {len(values)} epochs, first {first:.4g}, last {last:.4g}")
+    else:
+        print(f"layers: {', '.join(layer.kind for layer in model.layers)}")
+    return 0
+
+
 def _quiet(*args: Any, **kwargs: Any) -> None:
     """``print`` for the ranks other than 0 of a distributed run."""
 
@@ -516,7 +656,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return {"train": train, "bench": bench}[args.command](args)
+        commands = {"train": train, "predict": predict, "evaluate": evaluate, "info": info}
+        return {**commands, "bench": bench}[args.command](args)
     except KeyboardInterrupt as exc:
         hint = (
             f"; continue with --resume {args.checkpoint}"

@@ -226,3 +226,49 @@ def test_the_saved_model_takes_raw_data_and_reproduces_the_test_accuracy(tmp_pat
     model = fastnn.load(out)
     assert model.layers[0].kind == "Standardize"
     assert round(model.evaluate(X_test, y_test)["accuracy"], 4) == printed
+
+
+def test_predict_evaluate_and_info_use_a_saved_model(tmp_path, capsys):
+    out = tmp_path / "m.safetensors"
+    assert main(["train", "--epochs", "5", "--no-plot", "--model-out", str(out)]) == 0
+    printed = re.search(r"test accuracy ([0-9.]+)", capsys.readouterr().out).group(1)
+    assert main(["evaluate", str(out), "digits", "--test-part"]) == 0
+    assert f"(359 samples): accuracy {printed}" in capsys.readouterr().out
+
+    from fastnn.datasets import load_digits
+
+    X, y = load_digits(scale=False)  # raw pixels: the model scales them itself
+    data = tmp_path / "d.csv"
+    np.savetxt(data, np.column_stack([X[:20], y[:20]]), delimiter=",")  # a label column too
+    predictions = tmp_path / "p.csv"
+    assert main(["predict", str(out), str(data), "--proba", "--out", str(predictions)]) == 0
+    rows = predictions.read_text().splitlines()
+    assert rows[0].split(",")[:2] == ["prediction", "probability_0"] and len(rows) == 21
+    model = fastnn.load(out)
+    got = np.loadtxt(predictions, delimiter=",", skiprows=1)
+    np.testing.assert_array_equal(got[:, 0], model.predict(X[:20]))
+    np.testing.assert_allclose(got[:, 1:], model.predict_proba(X[:20]), rtol=1e-6)
+
+    assert main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "checksum verified" in text and "preprocessing: Rescale" in text
+    assert f"parameters: {model.n_parameters():,}" in text
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["predict", "MODEL", "missing.csv"], "no data file"),
+        (["info", "JUNK"], "not a readable safetensors file|truncated|header"),
+        (["evaluate", "MODEL", "xor"], "expected X with 64 features"),
+    ],
+)
+def test_model_commands_refuse_bad_input_in_one_line(tmp_path, capsys, argv, message):
+    model = tmp_path / "m.safetensors"
+    fastnn.MLP([64, 8, 10], loss="cross_entropy", seed=0).save(model)
+    (tmp_path / "junk").write_bytes(b"\x00" * 64)
+    places = {"MODEL": str(model), "JUNK": str(tmp_path / "junk")}
+    argv = [places.get(a, str(tmp_path / a) if a == "missing.csv" else a) for a in argv]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and re.search(message, err), err

@@ -168,3 +168,33 @@ def load_file(
     if y.ndim != 1 or len(y) != len(X):
         raise ValueError(f"{labels}: {len(y)} labels of shape {y.shape} for {len(X)} samples")
     return X, y
+
+
+def load_features(path: str | os.PathLike, n_features: int) -> np.ndarray:
+    """Only the inputs ``X`` of a data file, for a model taking ``n_features``: an
+    ``.npz``'s X (or x, X_train, x_train, data), an ``.npy`` or a CSV of ``n_features``
+    columns, or of one more, whose last (the label) is dropped; anything else as IDX."""
+    path = _existing(path)
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                name = next((x for x, _ in _NPZ_KEYS if x in f.files), None)
+                if name is None:
+                    raise ValueError(f"{path} holds arrays {sorted(f.files)}; expected X")
+                X = _flatten(f[name])
+        except (OSError, EOFError) as exc:
+            raise ValueError(f"{path} is not a readable .npz file: {exc}") from None
+    elif suffix == ".npy":
+        try:
+            X = _flatten(np.load(path, allow_pickle=False))
+        except (OSError, ValueError, EOFError) as exc:
+            raise ValueError(f"{path} is not a readable .npy file: {exc}") from None
+    elif suffix in (".csv", ".tsv", ".txt"):
+        X, y = load_csv(path)
+        X = np.column_stack([X, y])
+    else:
+        X = load_idx(path)
+    if X.ndim == 2 and X.shape[1] == n_features + 1:
+        X = X[:, :-1]  # a label column
+    return X
