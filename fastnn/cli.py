@@ -221,6 +221,14 @@ def add_model_parsers(commands: Any) -> None:
     evaluate.add_argument("--test-size", type=float, default=0.2)
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--backend", choices=known_backends(), default=None)
+    export = commands.add_parser(
+        "export",
+        help="export a saved model to ONNX",
+        description="Write a saved model as ONNX (opset 17, dynamic batch): what predict_proba "
+        "(predict for regression) computes, from raw inputs. Needs pip install 'fastnn[onnx]'.",
+    )
+    export.add_argument("model", type=Path, help="a .safetensors model file")
+    export.add_argument("out", type=Path, help="the .onnx file to write")
     info = commands.add_parser("info", help="describe a model or checkpoint file")
     info.add_argument("model", type=Path, help="a .safetensors model or a checkpoint file")
 
@@ -563,6 +571,16 @@ def _all_data(args: argparse.Namespace) -> tuple:
     return load_file(args.data, args.labels)
 
 
+def export(args: argparse.Namespace) -> int:
+    """Run ``fastnn export``."""
+    from .io import load_model
+
+    model = load_model(args.model, backend="numpy")
+    model.to_onnx(args.out)
+    print(f"{args.model} exported to {args.out} (ONNX opset 17)")
+    return 0
+
+
 def info(args: argparse.Namespace) -> int:
     """Run ``fastnn info``: architecture, parameters, dtype, preprocessing, checksum, and
     for a checkpoint its position and history."""
@@ -657,6 +675,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         commands = {"train": train, "predict": predict, "evaluate": evaluate, "info": info}
+        commands["export"] = export
         return {**commands, "bench": bench}[args.command](args)
     except KeyboardInterrupt as exc:
         hint = (

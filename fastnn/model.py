@@ -448,6 +448,13 @@ class Sequential:
         new.load_state_dict(self.state_dict())
         return new
 
+    def to_onnx(self, path: Any = None) -> Any:
+        """Export to ONNX (``predict_proba``, or ``predict`` for regression, from raw
+        inputs); written to ``path`` when given. See :mod:`fastnn.interop.onnx`."""
+        from .interop.onnx import to_onnx
+
+        return to_onnx(self, path)
+
     def save(self, path: Any) -> None:
         """Write the architecture and weights to a ``.safetensors`` file, atomically."""
         from .io import save_model

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import skip_unless_required
+from conftest import need_module, skip_unless_required
 
 from fastnn.backends import unavailable_reason
 
@@ -17,6 +17,7 @@ PYTHON_BLOCKS = re.findall(r"```python\n(.*?)```", README, flags=re.S)
 
 GPU = "# needs a GPU"
 EVERY_BACKEND = "# on every backend"
+ONNX = "# needs onnx"
 
 
 @pytest.mark.parametrize(
@@ -32,6 +33,8 @@ EVERY_BACKEND = "# on every backend"
     ],
 )
 def test_readme_python_blocks_run(index, tmp_path, monkeypatch):
+    if PYTHON_BLOCKS[index].startswith(ONNX):
+        need_module("onnxruntime", "pip install 'fastnn[onnx]'")
     if PYTHON_BLOCKS[index].startswith(GPU):
         reason = unavailable_reason("cupy")
         if reason is not None:
