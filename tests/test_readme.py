@@ -18,6 +18,7 @@ PYTHON_BLOCKS = re.findall(r"```python\n(.*?)```", README, flags=re.S)
 GPU = "# needs a GPU"
 EVERY_BACKEND = "# on every backend"
 ONNX = "# needs onnx"
+SKLEARN = "# needs scikit-learn"
 
 
 @pytest.mark.parametrize(
@@ -35,6 +36,8 @@ ONNX = "# needs onnx"
 def test_readme_python_blocks_run(index, tmp_path, monkeypatch):
     if PYTHON_BLOCKS[index].startswith(ONNX):
         need_module("onnxruntime", "pip install 'fastnn[onnx]'")
+    if PYTHON_BLOCKS[index].startswith(SKLEARN):
+        need_module("sklearn", "pip install 'fastnn[sklearn]'")
     if PYTHON_BLOCKS[index].startswith(GPU):
         reason = unavailable_reason("cupy")
         if reason is not None:
