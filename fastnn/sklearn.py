@@ -68,7 +68,7 @@ class _FastnnMLP(BaseEstimator):
     def _fit_model(self, X: Any, T: Any, n_outputs: int, stratify: Any) -> None:
         """Train a fresh fastnn MLP on ``X`` and targets ``T``; keep its state as arrays."""
         sizes: Any = self.hidden_layer_sizes
-        hidden = [int(sizes)] if np.isscalar(sizes) else [int(n) for n in sizes]
+        hidden = [int(sizes)] if isinstance(sizes, int | np.integer) else [int(n) for n in sizes]
         seed = _seed(self.random_state)
         model = MLP(
             [X.shape[1], *hidden, n_outputs],
