@@ -4,7 +4,9 @@
 (``hidden_layer_sizes``, ``activation``, ``alpha`` as weight decay, ``batch_size``,
 ``learning_rate_init``, ``max_iter`` epochs, ``random_state``, ``early_stopping``,
 ``validation_fraction``, ``n_iter_no_change``) and fastnn's (``optimizer``, ``backend``,
-``dtype``, ``dropout``, ``batch_norm``), and work in ``Pipeline``, ``GridSearchCV`` and
+``dtype``, ``dropout``, ``batch_norm``, and ``preprocess``: ``"standard"`` or ``"minmax"``
+scaling fitted on the training data and kept as the network's first layer), and work in
+``Pipeline``, ``GridSearchCV`` and
 ``clone``. Pickled, an estimator holds its parameters and fitted state as plain values
 and NumPy arrays: no fastnn object. Needs ``pip install "fastnn[sklearn]"``; ``import
 fastnn`` never imports scikit-learn.
@@ -20,7 +22,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .layers import layer_from_config
+from .layers import Rescale, Standardize, layer_from_config
 from .model import MLP, Sequential
 
 _FITTED = ("_layers", "_state", "_loss", "_dtype")
@@ -48,6 +50,7 @@ class _FastnnMLP(BaseEstimator):
         dtype: str = "float64",
         dropout: float = 0.0,
         batch_norm: bool = False,
+        preprocess: str | None = None,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -64,6 +67,7 @@ class _FastnnMLP(BaseEstimator):
         self.dtype = dtype
         self.dropout = dropout
         self.batch_norm = batch_norm
+        self.preprocess = preprocess
 
     def _fit_model(self, X: Any, T: Any, n_outputs: int, stratify: Any) -> None:
         """Train a fresh fastnn MLP on ``X`` and targets ``T``; keep its state as arrays."""
@@ -79,6 +83,7 @@ class _FastnnMLP(BaseEstimator):
             seed=seed,
             dropout=self.dropout,
             batch_norm=self.batch_norm,
+            preprocess=_preprocessing(self.preprocess, X),
         )
         validation = None
         if self.early_stopping:
@@ -188,6 +193,16 @@ class MLPRegressor(RegressorMixin, _FastnnMLP):
         X = validate_data(self, X, dtype=np.float64, reset=False)
         out = model.predict(X)
         return out[:, 0] if self._one_output else out
+
+
+def _preprocessing(kind: str | None, X: Any) -> Any:
+    """The network's first layer for ``preprocess``: fitted on the training data and kept
+    with the model (and in its ONNX export), as ``fastnn train --scale`` does."""
+    if kind is None:
+        return None
+    if kind not in ("standard", "minmax"):
+        raise ValueError(f"preprocess must be None, 'standard' or 'minmax', got {kind!r}")
+    return (Standardize if kind == "standard" else Rescale).fit(X)
 
 
 def _seed(random_state: Any) -> int | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 
 import numpy as np
+import pytest
 from conftest import need_module
 
 need_module("sklearn", "pip install 'fastnn[sklearn]'", module_level=True)
@@ -89,3 +90,19 @@ def test_importing_fastnn_imports_no_sklearn():
 
     code = "import sys, fastnn; assert 'sklearn' not in sys.modules, 'sklearn imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_estimator_carries_its_preprocessing():
+    from fastnn.datasets import load_digits
+
+    X, y = load_digits(scale=False)
+    clf = MLPClassifier(
+        hidden_layer_sizes=(32,),
+        max_iter=40,
+        learning_rate_init=0.01,
+        preprocess="minmax",
+        random_state=0,
+    ).fit(X[:600], y[:600])
+    assert clf._layers[0][0] == "Rescale" and clf.score(X[600:900], y[600:900]) > 0.85
+    with pytest.raises(ValueError, match="preprocess must be"):
+        MLPClassifier(preprocess="robust").fit(X[:50], y[:50])
