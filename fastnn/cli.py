@@ -200,7 +200,9 @@ def add_model_parsers(commands: Any) -> None:
     predict.add_argument(
         "data",
         help="a .csv, .npy, .npz or IDX file of inputs (a last label column, if the model "
-        "takes one column fewer, is ignored)",
+        "takes one column fewer, is ignored), or a built-in dataset ("
+        + ", ".join(BUILTIN_DATA)
+        + ")",
     )
     predict.add_argument("--out", type=Path, default=Path("predictions.csv"), help="CSV to write")
     predict.add_argument("--proba", action="store_true", help="add each class's probability")
@@ -515,7 +517,11 @@ def predict(args: argparse.Namespace) -> int:
     from .io import load_model
 
     model = load_model(args.model, backend=args.backend)
-    X = load_features(args.data, model.n_features)
+    if args.data in BUILTIN_DATA:
+        args.seed, args.labels = 0, None
+        X, _ = _all_data(args)
+    else:
+        X = load_features(args.data, model.n_features)
     if args.proba and not model.is_classifier:
         raise ValueError(f"--proba needs a classifier; {args.model} is a {model.loss.name} model")
     predictions = model.predict(X)

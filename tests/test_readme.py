@@ -61,3 +61,22 @@ def test_readme_blocks_for_every_backend_run_on_each(index, backend, tmp_path, m
     monkeypatch.setenv("FASTNN_BACKEND", backend)
     monkeypatch.chdir(tmp_path)
     exec(compile(PYTHON_BLOCKS[index], f"README.md python block {index}", "exec"), {})
+
+
+COMMAND_LINE = "# the command line"
+
+
+@pytest.mark.parametrize(
+    "block",
+    [b for b in re.findall(r"```bash\n(.*?)```", README, flags=re.S) if b.startswith(COMMAND_LINE)],
+)
+def test_readme_command_line_blocks_run(block, tmp_path):
+    import shutil
+    import subprocess
+
+    need_module("onnx", "pip install 'fastnn[onnx]'")
+    if shutil.which("fastnn") is None:
+        pytest.skip("the fastnn command is not installed")
+    done = subprocess.run(["bash", "-e", "-c", block], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (tmp_path / "predictions.csv").exists() and (tmp_path / "model.onnx").exists()
