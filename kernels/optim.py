@@ -37,15 +37,17 @@ def momentum(P, G, V, lr, mu, nesterov, wd):
 
 
 @jit
-def adam(P, G, M, V, lr, beta1, beta2, eps, c1, c2, wd):
-    """Moments ``m, v`` of ``g``; ``P -= lr (m/c1) / (sqrt(v/c2) + eps)``, ``c = 1 - beta^t``."""
+def adam(P, G, M, V, step, beta1, one_minus_beta1, beta2, one_minus_beta2, eps, c2, wd):
+    """Moments ``m, v`` of ``g``; ``P -= step m / (sqrt(v / c2) + eps)`` with
+    ``step = lr / c1`` and ``c = 1 - beta^t``. Every scalar comes in the parameters' dtype
+    (no float64 literal here), so float32 stays float32, as NumPy computes it."""
     for k in range(P.size):
         g = G[k] + wd * P[k]
-        m = beta1 * M[k] + (1.0 - beta1) * g
-        v = beta2 * V[k] + (1.0 - beta2) * g * g
+        m = beta1 * M[k] + one_minus_beta1 * g
+        v = beta2 * V[k] + one_minus_beta2 * (g * g)
         M[k] = m
         V[k] = v
-        P[k] -= lr * (m / c1) / (math.sqrt(v / c2) + eps)
+        P[k] -= step * m / (math.sqrt(v / c2) + eps)
 
 
 # Reassociation lets the reduction below vectorize (8x faster here); the flags that would

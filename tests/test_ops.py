@@ -295,3 +295,34 @@ def test_cupy_kernels_are_looked_up_once_per_name_and_dtype(monkeypatch, rng):
     model = fastnn.MLP([5, 8, 3], activation="relu", loss="cross_entropy", backend="cupy", seed=0)
     model.fit(X, y, epochs=3, batch_size=8, optimizer="adam")  # 24 steps
     assert looked_up and len(looked_up) == len(set(looked_up)), looked_up
+
+
+@pytest.mark.parametrize("name", ["sgd", "momentum", "nesterov", "adam"])
+@pytest.mark.parametrize("wd", [0.0, 0.01])
+def test_float32_optimizer_updates_stay_in_float32(name, wd):
+    """Every optimizer kernel computes in the parameters' dtype: bit for bit the NumPy
+    backend's float32 arithmetic (a float64 literal in a kernel changes the last bits and
+    keeps the loop from vectorizing)."""
+    if unavailable_reason("numba") is not None:
+        skip_unless_required("numba", f"[numba] {unavailable_reason('numba')}")
+    rng = np.random.default_rng(0)
+    shapes = [(37, 11), (37,)]
+    results = []
+    for backend in (get_backend("numpy"), get_backend("numba")):
+        params = [rng.normal(size=s).astype(np.float32) for s in shapes]
+        grads = [rng.normal(size=s).astype(np.float32) for s in shapes]
+        rng = np.random.default_rng(0)  # the same arrays for both backends
+        m = [np.full(s, 0.1, np.float32) for s in shapes]
+        v = [np.full(s, 0.2, np.float32) for s in shapes]
+        decays = [wd, 0.0]
+        for t in (1, 2, 3):
+            if name == "adam":
+                backend.adam_step(params, grads, m, v, 1e-3, 0.9, 0.999, 1e-8, t, decays)
+            else:
+                mu = 0.0 if name == "sgd" else 0.9
+                velocities = None if name == "sgd" else m
+                backend.sgd_step(params, grads, velocities, 0.05, mu, name == "nesterov", decays)
+        results.append([p.copy() for p in params])
+    for a, b in zip(*results):
+        assert a.dtype == np.float32
+        np.testing.assert_array_equal(b, a)
