@@ -12,7 +12,9 @@ import math
 
 import numba
 
-jit = numba.njit(cache=True, nogil=True)
+# error_model="numpy": a float division by zero gives Inf or NaN (which training detects),
+# not a raised ZeroDivisionError, whose per-element check kept Adam's loop from vectorizing.
+jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
 
 @jit
