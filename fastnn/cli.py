@@ -342,18 +342,24 @@ def add_bench_parser(commands: Any) -> None:
     )
 
 
-def load_data(args: argparse.Namespace) -> tuple[np.ndarray, ...]:
-    """``X_train, X_test, y_train, y_test`` for the ``--data`` choice."""
-    if args.data == "digits":
-        X, y = load_digits(scale=False)
-    elif args.data == "spirals":
-        X, y = make_spirals(seed=args.seed)
-    elif args.data == "xor":
-        X, y = make_xor()
+def load_dataset(name: str, labels: Path | None = None, seed: int = 0) -> tuple:
+    """``X, y`` of a built-in dataset (``BUILTIN_DATA``) or of a data file."""
+    if name == "digits":
+        return load_digits(scale=False)
+    if name == "spirals":
+        return make_spirals(seed=seed)
+    if name == "xor":
+        return make_xor()
+    return load_file(name, labels)
+
+
+def load_data(args: argparse.Namespace, loss: str | None = None) -> tuple[np.ndarray, ...]:
+    """``X_train, X_test, y_train, y_test`` for the ``--data`` choice (xor's 4 points are
+    both parts); classes are split stratified unless the loss (``args.loss``) is mse."""
+    X, y = load_dataset(args.data, args.labels, args.seed)
+    if args.data == "xor":
         return X, X, y, y
-    else:
-        X, y = load_file(args.data, args.labels)
-    classes = args.loss != "mse"
+    classes = (loss or args.loss) != "mse"
     return train_test_split(X, y, test_size=args.test_size, stratify=classes, seed=args.seed)
 
 
@@ -518,8 +524,7 @@ def predict(args: argparse.Namespace) -> int:
 
     model = load_model(args.model, backend=args.backend)
     if args.data in BUILTIN_DATA:
-        args.seed, args.labels = 0, None
-        X, _ = _all_data(args)
+        X, _ = load_dataset(args.data)
     else:
         X = load_features(args.data, model.n_features)
     if args.proba and not model.is_classifier:
@@ -553,11 +558,10 @@ def evaluate(args: argparse.Namespace) -> int:
     from .io import load_model
 
     model = load_model(args.model, backend=args.backend)
-    args.loss = model.loss.name
     if args.test_part:
-        _, X, _, y = load_data(args)
+        _, X, _, y = load_data(args, model.loss.name)
     else:
-        X, y = _all_data(args)
+        X, y = load_dataset(args.data, args.labels, args.seed)
     scores = model.evaluate(X, y)
     summary = f"loss {scores['loss']:.4f}"
     if "accuracy" in scores:
@@ -565,16 +569,6 @@ def evaluate(args: argparse.Namespace) -> int:
     part = "test part of " if args.test_part else ""
     print(f"{part}{args.data} ({len(X)} samples): {summary}")
     return 0
-
-
-def _all_data(args: argparse.Namespace) -> tuple:
-    if args.data == "digits":
-        return load_digits(scale=False)
-    if args.data == "spirals":
-        return make_spirals(seed=args.seed)
-    if args.data == "xor":
-        return make_xor()
-    return load_file(args.data, args.labels)
 
 
 def export(args: argparse.Namespace) -> int:

@@ -202,8 +202,9 @@ def read_file(
         with safe_open(str(path), framework="numpy") as f:
             metadata = f.metadata() or {}
             version = _read_format(path, metadata, fmt)
+            read: dict[str, np.ndarray] = {}
             if version > _UNCHECKED_VERSION:
-                _check_checksum(path, f, metadata)
+                read = _check_checksum(path, f, metadata)
             architecture = _read_architecture(path, metadata)
             layers, expected = _layers_from(path, architecture, version)
             parameter_shapes = [
@@ -213,8 +214,8 @@ def read_file(
             ]
             extra = extra_tensors(metadata, parameter_shapes) if extra_tensors else {}
             _check_tensors(path, f, expected, architecture["dtype"], extra)
-            state = {name: f.get_tensor(name) for name in expected}
-            extra_arrays = {name: f.get_tensor(name) for name in extra}
+            state = {k: read[k] if k in read else f.get_tensor(k) for k in expected}
+            extra_arrays = {k: read[k] if k in read else f.get_tensor(k) for k in extra}
     except SafetensorError as exc:
         raise ModelFileError(f"{path} is not a readable safetensors file: {exc}") from None
     for name, value in state.items():
@@ -308,8 +309,9 @@ def _read_format(path: Path, metadata: dict[str, str], fmt: str) -> int:
     return version
 
 
-def _check_checksum(path: Path, f: Any, metadata: dict[str, str]) -> None:
-    """Refuse the file unless its tensors and metadata hash to its recorded checksum."""
+def _check_checksum(path: Path, f: Any, metadata: dict[str, str]) -> dict[str, np.ndarray]:
+    """Refuse the file unless its tensors and metadata hash to its recorded checksum;
+    returns the tensors it read, so they are read once."""
     recorded = metadata.get("checksum")
     if recorded is None:
         raise ModelFileError(f"{path}: no checksum in the metadata; the file is damaged")
@@ -324,6 +326,7 @@ def _check_checksum(path: Path, f: Any, metadata: dict[str, str]) -> None:
             f"{path}: the checksum does not match the contents: the file was damaged "
             "(a changed byte) after it was written"
         )
+    return tensors
 
 
 def _read_architecture(path: Path, metadata: dict[str, str]) -> dict[str, Any]:

@@ -214,9 +214,17 @@ class Backend:
         mean = X.mean(axis=0)
         centered = X - mean
         var = (centered * centered).mean(axis=0)
+        H, cache = self.batchnorm_normalize(X, mean, var, gamma, beta, eps)
+        return H, mean, var, cache
+
+    def batchnorm_normalize(
+        self, X: Any, mean: Any, var: Any, gamma: Any, beta: Any, eps: float
+    ) -> tuple:
+        """``X_hat = (X - mean) / sqrt(var + eps)``, ``H = gamma X_hat + beta`` for given
+        statistics: ``(H, cache)`` (statistics over more than these rows: synced BatchNorm)."""
         inv_std = 1 / self.xp.sqrt(var + eps)
-        X_hat = centered * inv_std
-        return X_hat * gamma + beta, mean, var, (X_hat, inv_std)
+        X_hat = (X - mean) * inv_std
+        return X_hat * gamma + beta, (X_hat, inv_std)
 
     def batchnorm_eval(
         self, X: Any, gamma: Any, beta: Any, running_mean: Any, running_var: Any, eps: float

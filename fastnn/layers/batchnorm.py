@@ -131,10 +131,9 @@ class BatchNorm(Layer):
         centered = X - mean
         (squares,) = comm.sum_over_ranks(self.backend, (centered * centered).sum(axis=0))
         var = squares / N
-        inv_std = 1 / self.backend.xp.sqrt(var + self.eps)
-        X_hat = centered * inv_std
+        H, cache = self.backend.batchnorm_normalize(X, mean, var, self.gamma, self.beta, self.eps)
         self._synced = (comm, X.shape[0], N)
-        return X_hat * self.gamma + self.beta, mean, var, (X_hat, inv_std)
+        return H, mean, var, cache
 
     def _synced_backward(self, dH: Any, need_dX: bool) -> Any:
         """The closed form with sums over the global batch. A rank's ``dH`` is the gradient
