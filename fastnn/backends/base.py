@@ -12,9 +12,10 @@ with ``X`` of shape (n, in), ``W`` of shape (out, in), ``b`` of shape (out,) and
 
 Every method is written once here against ``self.xp``; a backend overrides only what
 it makes faster and must keep the signatures (a test checks that). Methods never modify
-their inputs (except the optimizer steps and ``sgd_epochs``, which update parameters and
-state in place), but a backend may return workspace arrays that its next call for the
-same layer overwrites: callers copy what they keep.
+their inputs (except the optimizer steps, ``sgd_epochs`` and
+``batchnorm_update_running``, which update parameters, state and running statistics in
+place), but a backend may return workspace arrays that its next call for the same layer
+overwrites: callers copy what they keep.
 """
 
 from __future__ import annotations
