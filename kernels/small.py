@@ -27,12 +27,13 @@ jit = numba.njit(cache=True, nogil=True)
 @jit
 def _activate(row, code):
     m = row.size
+    zero, one = row.dtype.type(0), row.dtype.type(1)
     if code == RELU:
         for j in range(m):
-            row[j] = 0.0 if row[j] <= 0 else row[j]
+            row[j] = zero if row[j] <= 0 else row[j]
     elif code == SIGMOID:
         for j in range(m):
-            row[j] = _sigmoid(row[j])
+            row[j] = _sigmoid(row[j], one)
     elif code == TANH:
         for j in range(m):
             row[j] = math.tanh(row[j])
@@ -40,7 +41,7 @@ def _activate(row, code):
         top = -np.inf
         for j in range(m):
             top = max(top, row[j])
-        total = 0.0
+        total = zero
         for j in range(m):
             row[j] = math.exp(row[j] - top)
             total += row[j]
@@ -52,17 +53,18 @@ def _activate(row, code):
 def _backprop(g, h, code):
     """In place: ``g = g * act'`` from the output row ``h``."""
     m = g.size
+    zero, one = g.dtype.type(0), g.dtype.type(1)
     if code == RELU:
         for j in range(m):
-            g[j] *= 1.0 if h[j] > 0 else 0.0
+            g[j] *= one if h[j] > 0 else zero
     elif code == SIGMOID:
         for j in range(m):
-            g[j] *= h[j] * (1.0 - h[j])
+            g[j] *= h[j] * (one - h[j])
     elif code == TANH:
         for j in range(m):
-            g[j] *= 1.0 - h[j] * h[j]
+            g[j] *= one - h[j] * h[j]
     elif code == SOFTMAX:
-        dot = 0.0
+        dot = zero
         for j in range(m):
             dot += g[j] * h[j]
         for j in range(m):
@@ -84,7 +86,7 @@ def _output_loss(out, t_dense, label, code, loss_code, nb, size, grad):
         for j in range(m):
             z = out[j]
             loss += max(z, 0.0) - z * t_dense[j] + math.log1p(math.exp(-abs(z)))
-            grad[j] = (_sigmoid(z) - t_dense[j]) / size
+            grad[j] = (_sigmoid(z, grad.dtype.type(1)) - t_dense[j]) / size
     else:
         top = -np.inf
         for j in range(m):

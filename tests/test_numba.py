@@ -67,3 +67,61 @@ def test_workspaces_are_freed_with_their_model():
     del model
     gc.collect()
     assert work.nbytes() <= before + 512 * 128 * 4  # only the data's row buffer may linger
+
+
+# -- float32 kernels compute in float32 --------------------------------------------------
+
+numba = pytest.importorskip("numba")
+from fastnn.kernels import dense, optim  # noqa: E402
+
+F32 = np.float32
+_v, _m = np.ones(8, F32), np.ones((4, 8), F32)
+# (kernel, float32 arguments) for every elementwise kernel
+ELEMENTWISE_KERNELS = {
+    "bias_activation": (dense.bias_activation, (_m.copy(), _v, dense.SIGMOID)),
+    "activation_backward_bias": (
+        dense.activation_backward_bias,
+        (_m, _m, dense.SIGMOID, _m.copy(), _v.copy()),
+    ),
+    "column_sums": (dense.column_sums, (_m, _v.copy())),
+    "sgd": (optim.sgd, (_v.copy(), _v, F32(0.1), F32(0.01))),
+    "momentum": (optim.momentum, (_v.copy(), _v, _v.copy(), F32(0.1), F32(0.9), False, F32(0))),
+    "nesterov": (optim.momentum, (_v.copy(), _v, _v.copy(), F32(0.1), F32(0.9), True, F32(0))),
+    "adam": (
+        optim.adam,
+        (_v.copy(), _v, _v.copy(), _v.copy(), F32(1e-3), F32(0.9), F32(0.1), F32(0.999))
+        + (F32(1e-3), F32(1e-8), F32(0.5), F32(0.01)),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(ELEMENTWISE_KERNELS))
+def test_float32_kernels_never_widen_to_float64(name):
+    """The float32 specialization of each elementwise kernel has no float -> double
+    conversion: a float64 literal (``1.0 - h``) would compute in float64, round
+    differently from NumPy's float32 and keep the loop from vectorizing."""
+    kernel, args = ELEMENTWISE_KERNELS[name]
+    fresh = numba.njit(error_model="numpy")(kernel.py_func)  # not from the disk cache
+    fresh(*args)
+    ir = fresh.inspect_llvm(fresh.signatures[0])
+    assert "fpext float" not in ir, f"{name} converts float32 to float64"
+
+
+@pytest.mark.parametrize("activation", ["identity", "relu", "sigmoid", "tanh"])
+def test_numba_dense_layer_is_numpys_float32_arithmetic(activation):
+    """Forward and backward of a float32 dense layer: bit for bit the NumPy backend's,
+    but the bias gradient (a column sum, whose order of additions differs)."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(33, 17)).astype(F32)
+    X[3, 4] = np.nan  # propagates the same way
+    W = rng.normal(size=(9, 17)).astype(F32)
+    b = rng.normal(size=9).astype(F32)
+    dH = rng.normal(size=(33, 9)).astype(F32)
+    ours, reference = fastnn.backends.get_backend("numba"), fastnn.backends.get_backend("numpy")
+    H = ours.dense_forward(X, W, b, activation).copy()
+    np.testing.assert_array_equal(H, reference.dense_forward(X, W, b, activation))
+    got = ours.dense_backward(dH, X, W, H, activation)
+    want = reference.dense_backward(dH, X, W, H, activation)
+    np.testing.assert_array_equal(got[0], want[0])  # dX
+    np.testing.assert_array_equal(got[1], want[1])  # dW
+    np.testing.assert_allclose(got[2], want[2], rtol=1e-5)  # db
