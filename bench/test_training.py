@@ -5,17 +5,25 @@ from __future__ import annotations
 import pytest
 
 from fastnn.benchmarking import peers
-from fastnn.benchmarking.workloads import fastnn_epoch, fastnn_train_step
+from fastnn.benchmarking.workloads import (
+    UPDATE_OPTIMIZERS,
+    fastnn_epoch,
+    fastnn_train_step,
+    fastnn_update,
+)
 
 PEERS_STEP = {
     "pytorch": lambda arch, dtype: peers.torch_train_step(arch, dtype, "cpu"),
     "pytorch-cuda": lambda arch, dtype: peers.torch_train_step(arch, dtype, "cuda"),
     "numpy-tutorial": peers.tutorial_train_step,
+    "jax-jit": peers.jax_train_step,
+    "jax-jit-host": lambda arch, dtype: peers.jax_train_step(arch, dtype, host=True),
 }
 PEERS_EPOCH = {
     "pytorch": lambda arch, dtype: peers.torch_epoch(arch, dtype, "cpu"),
     "pytorch-cuda": lambda arch, dtype: peers.torch_epoch(arch, dtype, "cuda"),
     "scikit-learn": peers.sklearn_epoch,
+    "jax-jit": peers.jax_epoch,
 }
 
 
@@ -35,3 +43,10 @@ def test_epoch(backend, arch, dtype, measure):
 @pytest.mark.parametrize("peer", list(PEERS_EPOCH))
 def test_epoch_peer(measure, peer, arch, dtype):
     measure(lambda: PEERS_EPOCH[peer](arch, dtype))
+
+
+@pytest.mark.parametrize("optimizer", UPDATE_OPTIMIZERS)
+def test_update(backend, arch, dtype, optimizer, measure):
+    if arch.batch_norm:
+        pytest.skip("the bias before BatchNorm has a gradient of pure rounding: no check holds")
+    measure(lambda: fastnn_update(arch, backend, dtype, optimizer))

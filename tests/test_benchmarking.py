@@ -24,9 +24,11 @@ from fastnn.benchmarking.ops import OPS, op_workload
 from fastnn.benchmarking.workloads import (
     ARCHITECTURES,
     CHECK_TOLERANCE,
+    UPDATE_OPTIMIZERS,
     fastnn_epoch,
     fastnn_inference,
     fastnn_train_step,
+    fastnn_update,
 )
 from fastnn.cli import main
 
@@ -49,10 +51,12 @@ SMALL_BN_DROPOUT = dataclasses.replace(
 @pytest.mark.parametrize("arch", [S, LECTURE, SMALL_BN_DROPOUT], ids=["S", "lecture", "bn-dropout"])
 def test_fastnn_workloads_pass_their_checks(candidate, arch):
     backend, dtype = candidate
+    updates = () if arch.batch_norm else UPDATE_OPTIMIZERS  # as the suite builds them
     for workload in (
         fastnn_train_step(arch, backend, dtype),
         fastnn_epoch(arch, backend, dtype),
         fastnn_inference(arch, backend, dtype, 3),
+        *(fastnn_update(arch, backend, dtype, name) for name in updates),
     ):
         assert workload.check() <= CHECK_TOLERANCE[dtype]
         workload.run()
@@ -69,6 +73,45 @@ def test_pytorch_and_sklearn_peers_match_the_reference():
     assert peers.torch_train_step(LECTURE, "float64").check() <= 1e-10
     assert peers.torch_train_step(S, "float32").check() <= CHECK_TOLERANCE["float32"]
     assert peers.sklearn_epoch(S, "float64").check() <= 1e-10
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("host", [False, True], ids=["device-batch", "host-batch"])
+def test_jax_peer_matches_the_reference(dtype, host):
+    need_module("jax", "pip install jax")
+    for arch in (LECTURE, S):
+        assert peers.jax_train_step(arch, dtype, host=host).check() <= CHECK_TOLERANCE[dtype]
+    epoch = peers.jax_epoch(LECTURE, dtype)
+    epoch.run()
+    assert epoch.check() <= CHECK_TOLERANCE[dtype]
+
+
+def test_percent_peak_divides_by_the_fastest_gemm_of_the_run(monkeypatch):
+    """A library faster than NumPy's BLAS sets the peak (PyTorch's MKL, JAX's XLA)."""
+    from fastnn.benchmarking import ceilings
+
+    def fast(A, B):
+        return lambda: None  # "infinitely" fast: its rate dominates
+
+    monkeypatch.setattr(ceilings, "OTHER_GEMMS", {"fake": fast})
+    rates = ceilings.best_gemm_gflops("float32", size=64)
+    assert set(rates) == {"numpy", "fake"} and rates["fake"] > rates["numpy"]
+    report_data = report.run(["lecture"], ["train_step"], ["float32"], ["numpy"], (), 0.01)
+    by_library = report_data["ceilings"]["gemm_gflops_by_library"]["float32"]
+    assert report_data["ceilings"]["peak_gemm_gflops"]["float32"] == by_library["fake"]
+
+
+def test_a_forced_openblas_core_type_is_recorded_and_warned(monkeypatch):
+    from fastnn.benchmarking import machine
+
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    monkeypatch.setenv("OPENBLAS_L2_SIZE", "1048576")
+    described = machine.describe()
+    assert described["environment"]["OPENBLAS_CORETYPE"] == "Haswell"
+    assert described["environment"]["OPENBLAS_L2_SIZE"] == "1048576"
+    assert "env -u OPENBLAS_CORETYPE" in described["warning"]
+    monkeypatch.delenv("OPENBLAS_CORETYPE")
+    assert machine.describe()["warning"] is None
 
 
 def test_a_wrong_peer_fails_its_check(monkeypatch):
@@ -114,7 +157,8 @@ def test_fastnn_bench_cli_report_compare_and_readme(tmp_path, capsys):
     ]
     assert main(args) == 0
     printed = capsys.readouterr().out
-    assert "peak GEMM" in printed and "numpy-tutorial" in printed and "x fastnn[numpy]" in printed
+    assert "% peak divides by the best" in printed and "x fastnn[numpy]" in printed
+    assert "numpy-tutorial" in printed
     data = json.loads(out.read_text())
     assert {r["implementation"] for r in data["results"]} == {"fastnn[numpy]", "numpy-tutorial"}
     assert all(np.isfinite(r["samples_per_s"]) for r in data["results"])

@@ -15,6 +15,7 @@ THREAD_VARIABLES = (
     "NUMBA_NUM_THREADS",
     "NUMBA_THREADING_LAYER",
     "OPENBLAS_CORETYPE",
+    "OPENBLAS_L2_SIZE",
 )
 
 
@@ -48,6 +49,22 @@ def blas_threads() -> list[dict[str, Any]]:
     return [{k: pool.get(k) for k in keys} for pool in threadpool_info()]
 
 
+def forced_blas_core() -> str | None:
+    """A warning when ``OPENBLAS_CORETYPE`` forces OpenBLAS's kernels (``Haswell`` on an
+    AVX-512 CPU runs GEMM at about half the rate), else None."""
+    forced = os.environ.get("OPENBLAS_CORETYPE")
+    if not forced:
+        return None
+    pools = blas_threads()
+    detected = [p.get("architecture") for p in pools if p.get("internal_api") == "openblas"]
+    return (
+        f"OPENBLAS_CORETYPE={forced} forces OpenBLAS's {forced} kernels"
+        + (f" (running: {', '.join(map(str, detected))})" if detected else "")
+        + "; NumPy's GEMM may run below the CPU's width. To measure the machine, unset it "
+        "for this command: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE fastnn bench ..."
+    )
+
+
 def numba_threads() -> dict[str, Any]:
     """Numba's thread count and threading layer, when Numba is installed."""
     try:
@@ -62,7 +79,16 @@ def numba_threads() -> dict[str, Any]:
 
 
 def versions(
-    packages: tuple[str, ...] = ("fastnn", "numpy", "numba", "cupy", "torch", "scikit-learn"),
+    packages: tuple[str, ...] = (
+        "fastnn",
+        "numpy",
+        "numba",
+        "cupy",
+        "torch",
+        "jax",
+        "jaxlib",
+        "scikit-learn",
+    ),
 ) -> dict[str, str]:
     """Installed versions of the libraries the benchmarks touch."""
     found = {}
@@ -84,5 +110,6 @@ def describe() -> dict[str, Any]:
         "blas": blas_threads(),
         "numba": numba_threads(),
         "environment": {k: os.environ[k] for k in THREAD_VARIABLES if k in os.environ},
+        "warning": forced_blas_core(),
         "versions": versions(),
     }

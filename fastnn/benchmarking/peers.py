@@ -151,6 +151,97 @@ def torch_epoch(arch: Architecture, dtype: str, device: str = "cpu") -> Workload
     return Workload.epochs(step.implementation, arch, dtype, epoch, step.check, step.info)
 
 
+# -- JAX ------------------------------------------------------------------------------
+
+
+def _jax_setup(arch: Architecture, dtype: str) -> tuple:
+    """JAX, the network's initial parameters as JAX arrays, and a ``jit``-compiled SGD step
+    ``params, X, T -> params`` (the whole step fused by XLA; the old parameters donated,
+    as a performance-minded JAX user writes it)."""
+    jax = _import("jax", "pip install jax")
+    if dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+    jnp = jax.numpy
+    hidden = {"relu": jax.nn.relu, "sigmoid": jax.nn.sigmoid}.get(arch.activation)
+    if hidden is None or (arch.output, arch.loss) not in (
+        ("softmax", "cross_entropy"),
+        ("sigmoid", "mse"),
+    ):
+        raise PeerUnavailable(f"no JAX network written here for {arch.name}")
+    params = [(jnp.asarray(W, dtype), jnp.asarray(b, dtype)) for W, b in _initial_weights(arch)]
+
+    def loss(params: list, X: Any, T: Any) -> Any:
+        h = X
+        for W, b in params[:-1]:
+            h = hidden(h @ W.T + b)
+        W, b = params[-1]
+        z = h @ W.T + b
+        if arch.loss == "cross_entropy":
+            log_p = jax.nn.log_softmax(z)
+            return -jnp.mean(jnp.take_along_axis(log_p, T[:, None], axis=1))
+        return jnp.mean(jnp.sum((jax.nn.sigmoid(z) - T) ** 2, axis=1))
+
+    def sgd(params: list, X: Any, T: Any) -> list:
+        grads = jax.grad(loss)(params, X, T)
+        return jax.tree_util.tree_map(lambda p, g: p - LR * g, params, grads)
+
+    return jax, params, jax.jit(sgd, donate_argnums=0)
+
+
+def _jax_targets(arch: Architecture, y: np.ndarray, dtype: str) -> np.ndarray:
+    if arch.loss == "cross_entropy":
+        return y.astype(np.int32)
+    return y.reshape(-1, 1).astype(dtype)
+
+
+def jax_train_step(arch: Architecture, dtype: str, host: bool = False) -> Workload:
+    """JAX's ``jit`` step on a fixed batch: already on the device (``jax-jit``), or handed
+    over as NumPy arrays every call (``jax-jit-host``, the transfer timed too)."""
+    jax, params, step = _jax_setup(arch, dtype)
+    X, y = data(arch, arch.batch)
+    X_host, T_host = X.astype(dtype), _jax_targets(arch, y, dtype)
+    X_dev, T_dev = jax.device_put(X_host), jax.device_put(T_host)
+    state = {"params": params}
+
+    def run() -> None:
+        if host:
+            state["params"] = step(state["params"], X_host, T_host)
+        else:
+            state["params"] = step(state["params"], X_dev, T_dev)
+        jax.block_until_ready(state["params"])
+
+    def check() -> float:
+        _, probe, probe_step = _jax_setup(arch, dtype)
+        k = arch.check_batch
+        got = probe_step(probe, X_host[:k], T_host[:k])
+        return deviation([np.asarray(a) for pair in got for a in pair], reference_step(arch))
+
+    name = "jax-jit-host" if host else "jax-jit"
+    info = {"jax": jax.__version__, "device": str(jax.devices()[0])}
+    return Workload.train_step(name, arch, dtype, run, check, info)
+
+
+def jax_epoch(arch: Architecture, dtype: str) -> Workload:
+    """One epoch the way a JAX user writes it on the CPU: a NumPy permutation, host batches
+    indexed and fed to the ``jit`` step."""
+    reference = jax_train_step(arch, dtype, host=True)  # reuses the checked step
+    jax, params, step = _jax_setup(arch, dtype)
+    X, y = data(arch, arch.epoch_samples)
+    X, T = X.astype(dtype), _jax_targets(arch, y, dtype)
+    rng = np.random.default_rng(0)
+    state = {"params": params}
+
+    def epoch() -> None:
+        for _ in range(arch.epochs_per_call):
+            order = rng.permutation(X.shape[0])
+            for start in range(0, X.shape[0], arch.batch):
+                idx = order[start : start + arch.batch]
+                state["params"] = step(state["params"], X[idx], T[idx])
+        jax.block_until_ready(state["params"])
+
+    return Workload.epochs("jax-jit", arch, dtype, epoch, reference.check, reference.info)
+
+
 # -- scikit-learn --------------------------------------------------------------------
 
 

@@ -13,15 +13,19 @@ from .ceilings import gemm_gflops
 from .timer import measure_side_by_side
 from .workloads import (
     CHECK_TOLERANCE,
+    UPDATE_OPTIMIZERS,
     Architecture,
     Workload,
     fastnn_epoch,
     fastnn_inference,
     fastnn_train_step,
+    fastnn_update,
 )
 
-KINDS = ("train_step", "epoch", "infer_batch1", "infer_large")
-PEERS = ("pytorch", "scikit-learn", "numpy-tutorial", "pytorch-cuda")
+KINDS = ("train_step", "epoch", "infer_batch1", "infer_large") + tuple(
+    f"update_{name}" for name in UPDATE_OPTIMIZERS
+)
+PEERS = ("pytorch", "jax", "scikit-learn", "numpy-tutorial", "pytorch-cuda")
 LARGE_BATCH = 8192
 
 
@@ -37,6 +41,11 @@ def builders(
             yield name, partial(fastnn_train_step, arch, backend, dtype)
         elif kind == "epoch":
             yield name, partial(fastnn_epoch, arch, backend, dtype)
+        elif kind.startswith("update_"):
+            # not after BatchNorm: the bias before it has a gradient of pure rounding,
+            # which Adam scales to full steps, so no check against float64 can hold
+            if not arch.batch_norm:
+                yield name, partial(fastnn_update, arch, backend, dtype, kind[len("update_") :])
         else:
             yield name, partial(fastnn_inference, arch, backend, dtype, batch)
     for peer in peer_names:
@@ -48,6 +57,11 @@ def builders(
                 yield peer, partial(peers.torch_epoch, arch, dtype, device)
             else:
                 yield peer, partial(peers.torch_inference, arch, dtype, batch, device)
+        elif peer == "jax" and kind == "train_step":
+            yield "jax-jit", partial(peers.jax_train_step, arch, dtype)
+            yield "jax-jit-host", partial(peers.jax_train_step, arch, dtype, host=True)
+        elif peer == "jax" and kind == "epoch":
+            yield "jax-jit", partial(peers.jax_epoch, arch, dtype)
         elif peer == "scikit-learn" and kind == "epoch":
             yield peer, partial(peers.sklearn_epoch, arch, dtype)
         elif peer == "numpy-tutorial" and kind == "train_step":

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 import fastnn
+from fastnn.optimizers import make_optimizer
 
 LR = 0.01
 
@@ -184,7 +185,7 @@ class Workload:
 
     implementation: str
     arch: Architecture
-    kind: str  # "train_step", "epoch", "infer_batch1", "infer_large"
+    kind: str  # "train_step", "epoch", "infer_batch1", "infer_large", "update_<optimizer>"
     dtype: str
     samples: int
     flops: float
@@ -321,4 +322,56 @@ def fastnn_inference(arch: Architecture, backend: str, dtype: str, batch: int) -
         lambda: predict(X),
         check,
         {"backend": backend},
+    )
+
+
+#: optimizers timed alone (``update_<name>`` rows): the update is memory-bound, one pass
+#: over the parameters and the optimizer's state
+UPDATE_OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
+
+
+def _updated(arch: Architecture, backend: str, dtype: str, optimizer: str, steps: int) -> list:
+    """Weights ``[W1, b1, ...]`` after ``steps`` updates with one batch's fixed gradients."""
+    model = reference_model(arch, dtype, backend)
+    X, y = data(arch, arch.check_batch)
+    model.train_batch(*_batch_on(model, arch, X, y))
+    opt = make_optimizer(optimizer, lr=LR)
+    for _ in range(steps):
+        opt.step(model)
+    return [a for pair in model.get_weights() for a in pair]
+
+
+def _batch_on(model: Any, arch: Architecture, X: np.ndarray, y: np.ndarray) -> tuple:
+    targets = y if arch.loss == "cross_entropy" else y.reshape(-1, 1)
+    return model.backend.asarray(X, dtype=model.dtype), model._targets_to_backend(targets)
+
+
+def fastnn_update(arch: Architecture, backend: str, dtype: str, optimizer: str) -> Workload:
+    """One optimizer step over every parameter, the gradients of one batch held fixed:
+    the update alone, as ``fastnn[<backend>]`` rows of kind ``update_<optimizer>``
+    (its samples are the batch a step trains on, so samples/s compares with the step's)."""
+    model = reference_model(arch, dtype, backend)
+    X, y = data(arch, arch.batch)
+    model.train_batch(*_batch_on(model, arch, X, y))
+    opt = make_optimizer(optimizer, lr=LR)
+
+    def step() -> None:
+        opt.step(model)
+        model.backend.synchronize()
+
+    def check() -> float:
+        # three steps, so momentum and Adam's moments are exercised past their first value
+        want = _updated(arch, "numpy", "float64", optimizer, 3)
+        return deviation(_updated(arch, backend, dtype, optimizer, 3), want)
+
+    return Workload(
+        f"fastnn[{backend}]",
+        arch,
+        f"update_{optimizer}",
+        dtype,
+        arch.batch,
+        0.0,
+        step,
+        check,
+        {"backend": backend, "parameters": sum(a.size for a in model.parameters())},
     )
