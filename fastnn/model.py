@@ -380,6 +380,14 @@ class Sequential:
             layer.release()
         return grads
 
+    def trace(self, X: Any, y: Any) -> Any:
+        """One forward and backward pass on ``(X, y)`` recorded in the lecture's notation
+        (``z^l``, ``h^l``, the loss, ``dz^l``, ``dW^l``, ``db^l``, ``dh^(l-1)``), without
+        updating anything: a :class:`fastnn.trace.Trace`; ``print`` it to read the pass."""
+        from .trace import trace
+
+        return trace(self, X, y)
+
     # -- training, copying, saving ------------------------------------------------
 
     def fit(self, X: Any, y: Any, **options: Any) -> dict[str, list[float]]:
