@@ -47,6 +47,4 @@ def test_epoch_peer(measure, peer, arch, dtype):
 
 @pytest.mark.parametrize("optimizer", UPDATE_OPTIMIZERS)
 def test_update(backend, arch, dtype, optimizer, measure):
-    if arch.batch_norm:
-        pytest.skip("the bias before BatchNorm has a gradient of pure rounding: no check holds")
     measure(lambda: fastnn_update(arch, backend, dtype, optimizer))

@@ -19,7 +19,7 @@ import pytest
 from conftest import need_module, skip_unless_required
 
 from fastnn.backends import unavailable_reason
-from fastnn.benchmarking import peers, report
+from fastnn.benchmarking import peers, report, suite
 from fastnn.benchmarking.ops import OPS, op_workload
 from fastnn.benchmarking.workloads import (
     ARCHITECTURES,
@@ -51,12 +51,11 @@ SMALL_BN_DROPOUT = dataclasses.replace(
 @pytest.mark.parametrize("arch", [S, LECTURE, SMALL_BN_DROPOUT], ids=["S", "lecture", "bn-dropout"])
 def test_fastnn_workloads_pass_their_checks(candidate, arch):
     backend, dtype = candidate
-    updates = () if arch.batch_norm else UPDATE_OPTIMIZERS  # as the suite builds them
     for workload in (
         fastnn_train_step(arch, backend, dtype),
         fastnn_epoch(arch, backend, dtype),
         fastnn_inference(arch, backend, dtype, 3),
-        *(fastnn_update(arch, backend, dtype, name) for name in updates),
+        *(fastnn_update(arch, backend, dtype, name) for name in UPDATE_OPTIMIZERS),
     ):
         assert workload.check() <= CHECK_TOLERANCE[dtype]
         workload.run()
@@ -112,6 +111,12 @@ def test_a_forced_openblas_core_type_is_recorded_and_warned(monkeypatch):
     assert "env -u OPENBLAS_CORETYPE" in described["warning"]
     monkeypatch.delenv("OPENBLAS_CORETYPE")
     assert machine.describe()["warning"] is None
+
+
+def test_update_rows_are_fastnns_own():
+    """Peers have no optimizer-alone workload: an update row is never a peer's step."""
+    built = suite.builders(S, "update_adam", "float32", ["numpy"], suite.PEERS)
+    assert [name for name, _ in built] == ["fastnn[numpy]"]
 
 
 def test_a_wrong_peer_fails_its_check(monkeypatch):

@@ -42,13 +42,10 @@ def builders(
         elif kind == "epoch":
             yield name, partial(fastnn_epoch, arch, backend, dtype)
         elif kind.startswith("update_"):
-            # not after BatchNorm: the bias before it has a gradient of pure rounding,
-            # which Adam scales to full steps, so no check against float64 can hold
-            if not arch.batch_norm:
-                yield name, partial(fastnn_update, arch, backend, dtype, kind[len("update_") :])
+            yield name, partial(fastnn_update, arch, backend, dtype, kind[len("update_") :])
         else:
             yield name, partial(fastnn_inference, arch, backend, dtype, batch)
-    for peer in peer_names:
+    for peer in () if kind.startswith("update_") else peer_names:  # fastnn's own rows
         device = "cuda" if peer == "pytorch-cuda" else "cpu"
         if peer in ("pytorch", "pytorch-cuda"):
             if kind == "train_step":
