@@ -86,8 +86,10 @@ def _first_bad(arr: np.ndarray, dtype: Any = None) -> tuple[tuple, str] | None:
         limit = float(info.max) + 2.0 ** (info.maxexp - info.nmant - 2)
     row_bytes = max(1, arr.itemsize * math.prod(arr.shape[1:]))
     block_rows = max(1, _BLOCK_BYTES // row_bytes)
-    for start in range(0, max(arr.shape[0], 1), block_rows):
+    for start in range(0, arr.shape[0], block_rows):
         block = arr[start : start + block_rows]
+        if block.size == 0 or -limit < block.min() and block.max() < limit:
+            continue  # two reductions that read the block once each (NaN propagates)
         bad = ~((block < limit) & (block > -limit))  # NaN fails both comparisons
         if bad.any():
             idx = np.unravel_index(int(bad.argmax()), block.shape)
