@@ -184,7 +184,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_model_parsers(commands)
     add_bench_parser(commands)
+    add_lecture_parsers(commands)
     return parser
+
+
+def add_lecture_parsers(commands: Any) -> None:
+    """``fastnn lecture`` and ``fastnn trace``: seeing the equations happen."""
+    lecture = commands.add_parser(
+        "lecture",
+        help="run the lecture's examples: perceptron, 2-5-1 network with its trace, cost curve",
+        description="The lecture, end to end: the perceptron on AND and XOR (a picture of "
+        "its decision boundaries), the 2-5-1 sigmoid network on the lecture's two samples "
+        "(alpha 0.01, full batch, mean squared error) with the trace of its first iteration, "
+        "and the cost curve. The pictures need matplotlib.",
+    )
+    lecture.add_argument(
+        "--out", type=Path, default=Path("fastnn-lecture"), help="folder for the PNGs"
+    )
+    lecture.add_argument("--iterations", type=int, default=5000, help="gradient-descent steps")
+    lecture.add_argument("--backend", choices=known_backends(), default=None)
+    trace = commands.add_parser(
+        "trace",
+        help="print one forward and backward pass of a saved model in the lecture's notation",
+        description="Run a saved model forward and backward on the first rows of labelled "
+        "data, without updating it, and print every z, h, dz, dW, db and dh with its shape "
+        "in the lecture's column notation (values for small layers, summaries for large ones).",
+    )
+    trace.add_argument("model", type=Path, help="a .safetensors model file")
+    trace.add_argument(
+        "data", help="a built-in dataset (" + ", ".join(BUILTIN_DATA) + ") or a data file"
+    )
+    trace.add_argument("--labels", type=Path, help="labels file for .npy or IDX data")
+    trace.add_argument("--rows", type=int, default=2, help="how many samples (the first rows)")
+    trace.add_argument("--backend", choices=known_backends(), default=None)
 
 
 def add_model_parsers(commands: Any) -> None:
@@ -618,6 +650,28 @@ def info(args: argparse.Namespace) -> int:
     return 0
 
 
+def lecture(args: argparse.Namespace) -> int:
+    """Run ``fastnn lecture``; returns the exit code."""
+    from . import lecture as steps
+
+    if args.iterations < 1:
+        raise ValueError(f"--iterations must be at least 1, got {args.iterations}")
+    steps.run(args.out, args.iterations, args.backend)
+    return 0
+
+
+def trace(args: argparse.Namespace) -> int:
+    """Run ``fastnn trace``; returns the exit code."""
+    from .io import load_model
+
+    if args.rows < 1:
+        raise ValueError(f"--rows must be at least 1, got {args.rows}")
+    model = load_model(args.model, backend=args.backend)
+    X, y = load_dataset(args.data, args.labels)
+    print(model.trace(X[: args.rows], y[: args.rows]))
+    return 0
+
+
 def _quiet(*args: Any, **kwargs: Any) -> None:
     """``print`` for the ranks other than 0 of a distributed run."""
 
@@ -675,8 +729,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         commands = {"train": train, "predict": predict, "evaluate": evaluate, "info": info}
-        commands["export"] = export
-        return {**commands, "bench": bench}[args.command](args)
+        commands.update(export=export, bench=bench, lecture=lecture, trace=trace)
+        return commands[args.command](args)
     except KeyboardInterrupt as exc:
         hint = (
             f"; continue with --resume {args.checkpoint}"

@@ -17,6 +17,7 @@ sample (``H`` is n x units, ``Z = H W^T + b``), the transpose. Entries keep fast
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,8 @@ import numpy as np
 
 #: arrays up to this many elements print whole; larger ones as a summary
 PRINT_ELEMENTS = 60
+#: line width of the printed trace's prose
+WIDTH = 92
 
 LOSS_EQUATIONS = {
     "mse": "L = (1/n) sum (y_hat - y)^2  (mean over samples and outputs)",
@@ -109,12 +112,13 @@ class Trace:
         return [e.name for e in self.entries]
 
     def __str__(self) -> str:
-        lines = [
-            f"One forward and backward pass of {self.model} on {self.n} samples (nothing updated).",
-            "Shapes are the lecture's: one column per sample, so h^l is (units x n). fastnn "
-            "stores the transpose, one row per sample (H is n x units, Z = H W^T + b); "
-            "W is (out x in) in both.",
-        ]
+        intro = (
+            f"One forward and backward pass of {self.model} on {self.n} samples "
+            "(nothing updated). Shapes are the lecture's: one column per sample, so h^l is "
+            "(units x n). fastnn stores the transpose, one row per sample (H is n x units, "
+            "Z = H W^T + b); W is (out x in) in both."
+        )
+        lines = textwrap.wrap(intro, WIDTH)
         step = None
         for e in self.entries:
             if e.step != step:
@@ -144,14 +148,16 @@ def _lecture_bug(ell: int, dZ: np.ndarray, dW: np.ndarray, dH: np.ndarray) -> st
     wrong = (dZ @ dW).T  # (dW^l)^T dz^l in columns
     k = ell - 1
     shape = " x ".join(map(str, wrong.shape))
+    why = (
+        f"That is not the gradient: z^{ell} = W^{ell} h^{k} + b^{ell} is linear in h^{k} with "
+        f"coefficient W^{ell}, so dz^{ell}/dh^{k} = W^{ell} and dh^{k} = (W^{ell})^T dz^{ell} "
+        f"(above). dW^{ell} is a gradient, not a coefficient. Both products are ({shape}): "
+        f"the lecture's code runs and is silently wrong (here off by up to "
+        f"{np.max(np.abs(wrong - dH.T)):.3g})."
+    )
     return (
         f"the lecture's code computes dh{k} = np.dot(dw{ell}.T, dz{ell}), that is "
-        f"(dW^{ell})^T dz^{ell}:\n{_format(wrong)}\n"
-        f"That is not the gradient: z^{ell} = W^{ell} h^{k} + b^{ell} is linear in h^{k} with "
-        f"coefficient W^{ell},\nso dz^{ell}/dh^{k} = W^{ell} and dh^{k} = (W^{ell})^T dz^{ell} "
-        f"(above). dW^{ell} is a gradient, not a coefficient.\nBoth products are ({shape}): the "
-        f"lecture's code runs and is silently wrong (here off by up to "
-        f"{np.max(np.abs(wrong - dH.T)):.3g})."
+        f"(dW^{ell})^T dz^{ell}:\n{_format(wrong)}\n" + "\n".join(textwrap.wrap(why, WIDTH - 10))
     )
 
 

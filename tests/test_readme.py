@@ -80,3 +80,17 @@ def test_readme_command_line_blocks_run(block, tmp_path):
     done = subprocess.run(["bash", "-e", "-c", block], cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     assert (tmp_path / "predictions.csv").exists() and (tmp_path / "model.onnx").exists()
+
+
+def test_readme_lecture_output_is_what_fastnn_lecture_prints(tmp_path, capsys, monkeypatch):
+    """Each part of the README's excerpt (split at its "...") is a run of consecutive
+    lines of the command's output."""
+    from fastnn.cli import main
+
+    block = re.search(r"<!-- lecture:start -->\n```text\n(.*?)```", README, flags=re.S)
+    assert block is not None
+    monkeypatch.chdir(tmp_path)
+    assert main(["lecture"]) == 0
+    printed = capsys.readouterr().out
+    for part in block.group(1).split("...\n"):
+        assert part.strip() and part in printed, part

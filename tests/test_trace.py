@@ -126,11 +126,13 @@ def test_printed_trace_reads_like_the_lecture():
     X, y = make_lecture_toy()
     model = _lecture_net("numpy", "float64")
     text = str(model.trace(X, y))
-    assert "one column per sample" in text and "fastnn stores the transpose" in text
+    prose = " ".join(text.split())  # the prose wraps at 92 columns
+    assert "one column per sample" in prose and "fastnn stores the transpose" in prose
     assert "z^1 = W^1 h^0 + b^1   (5 x 2)" in text
     assert "dW^2 = dz^2 (h^1)^T   (1 x 5)" in text
     assert "dh^1 = (W^2)^T dz^2   (5 x 2)" in text
-    assert "np.dot(dw2.T, dz2)" in text and "silently wrong" in text
+    assert "np.dot(dw2.T, dz2)" in text and "silently wrong" in prose
+    assert max(len(line) for line in text.splitlines()) <= 100
 
 
 def test_the_lecture_bug_note_shows_what_dw_transposed_gives():
