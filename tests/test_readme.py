@@ -94,3 +94,10 @@ def test_readme_lecture_output_is_what_fastnn_lecture_prints(tmp_path, capsys, m
     printed = capsys.readouterr().out
     for part in block.group(1).split("...\n"):
         assert part.strip() and part in printed, part
+
+
+def test_readme_pictures_are_in_the_repository():
+    pictures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", README)
+    assert pictures
+    for path in pictures:
+        assert (ROOT / path).read_bytes().startswith(b"\x89PNG"), path
