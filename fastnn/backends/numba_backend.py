@@ -50,7 +50,10 @@ class NumbaBackend(NumpyBackend):
 
     def take_rows(self, X: Any, idx: Any) -> Any:
         out = self._work.get(X, "rows", (len(idx), *X.shape[1:]), X.dtype)
-        return numpy.take(X, idx, axis=0, out=out)
+        # mode="clip": with the default "raise", NumPy buffers ``out`` (the gather then
+        # writes twice: 49 -> 24 us for 128 random rows of 784 float32). The rows are a
+        # batch of the epoch's order, a permutation of range(n), so none is out of range.
+        return numpy.take(X, idx, axis=0, out=out, mode="clip")
 
     def finite_flag(self, arrays: list[Any]) -> Any:
         return numpy.bool_(self.all_finite([numpy.asarray(a) for a in arrays]))
