@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -14,6 +15,7 @@ import numpy as np
 from . import __version__
 from .activations import ACTIVATIONS
 from .backends import known_backends
+from .backends.auto import AUTO, Auto
 from .datasets import load_digits, load_file, make_spirals, make_xor, train_test_split
 from .errors import ModelFileError, TrainingDivergedError
 from .layers import Rescale, Standardize
@@ -135,9 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     run = train.add_argument_group("run")
     run.add_argument(
         "--backend",
-        choices=known_backends(),
+        choices=[*known_backends(), AUTO],
         default=None,
-        help="array backend (default: $FASTNN_BACKEND, else numpy)",
+        help="array backend (default: $FASTNN_BACKEND, else auto: the backend that trained "
+        "fastest at this network size and batch size in a measured table, see fastnn bench "
+        "--auto-table)",
     )
     run.add_argument("--dtype", choices=list(DTYPES), default="float32")
     run.add_argument(
@@ -367,6 +371,14 @@ def add_bench_parser(commands: Any) -> None:
         "pip install 'fastnn[mpi]'",
     )
     bench.add_argument(
+        "--auto-table",
+        type=Path,
+        metavar="FILE",
+        help="instead: measure the table backend='auto' picks from (training steps of "
+        "each --backend for networks of 25k to 5.8M weights at batch 16 to 1024) and write "
+        "it to FILE; use it with FASTNN_AUTO_TABLE=FILE",
+    )
+    bench.add_argument(
         "--readme",
         type=Path,
         metavar="README",
@@ -469,6 +481,12 @@ def _have_matplotlib() -> bool:
     return True
 
 
+def train_backend(args: argparse.Namespace) -> str | Auto:
+    """``--backend``, else ``$FASTNN_BACKEND``, else ``auto`` for this batch size."""
+    name = args.backend or os.environ.get("FASTNN_BACKEND", "").strip() or AUTO
+    return Auto(batch_size=args.batch_size) if name == AUTO else name
+
+
 def train(args: argparse.Namespace) -> int:
     """Run ``fastnn train``; returns the exit code."""
     rank = 0
@@ -487,14 +505,14 @@ def train(args: argparse.Namespace) -> int:
         from .checkpoint import load_checkpoint
         from .io import build_model
 
-        model = build_model(load_checkpoint(args.resume).contents, args.backend)
+        model = build_model(load_checkpoint(args.resume).contents, train_backend(args))
     else:
         sizes = [X_train.shape[1], *args.hidden, n_outputs(args, np.asarray(y_train))]
         model = MLP(
             sizes,
             activation=args.activation,
             loss=args.loss,
-            backend=args.backend,
+            backend=train_backend(args),
             dtype=args.dtype,
             seed=args.seed,
             dropout=args.dropout,
@@ -507,6 +525,8 @@ def train(args: argparse.Namespace) -> int:
         parts += f"{validation[0].shape[0]} validation, "
     say(f"data: {args.data} ({parts}{X_test.shape[0]} test samples)")
     say(f"model: {model}")
+    if model.backend_choice is not None:
+        say(f"backend: {model.backend_choice}")
     start = time.perf_counter()
     history = model.fit(
         X_fit,
@@ -693,8 +713,16 @@ def bench(args: argparse.Namespace) -> int:
         args.json.write_text(json.dumps(rows, indent=1))
         print(f"\nresults written to {args.json}")
         return 0
-    old = report.load(args.compare) if args.compare else None
     backends = args.backend or default_backends()
+    if args.auto_table is not None:
+        from .benchmarking.auto_table import measure_table, write_table
+
+        write_table(measure_table(backends, args.dtype[0], min_time=args.min_time), args.auto_table)
+        print(
+            f"table written to {args.auto_table}; use it with FASTNN_AUTO_TABLE={args.auto_table}"
+        )
+        return 0
+    old = report.load(args.compare) if args.compare else None
     results = report.run(
         args.arch, args.kind, args.dtype, backends, tuple(args.peers), min_time=args.min_time
     )

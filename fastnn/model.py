@@ -7,11 +7,13 @@ their named parameters and buffers, their configs. No layer class is named, exce
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from .activations import check_activation
-from .backends import Backend, get_backend
+from .backends import Backend, available_backends, get_backend
+from .backends.auto import AUTO, Auto, choose
 from .init import make_rng
 from .layers import LAYERS, Activation, Batch, BatchNorm, Dense, Dropout, Layer, layer_from_config
 from .losses import DEFAULT_OUTPUT, Loss, get_loss
@@ -90,6 +92,9 @@ class Sequential:
         final activation: the loss takes its input ``Z`` and returns ``dZ``.
     backend : str or Backend, optional
         ``"numpy"`` and any other registered name; default from ``FASTNN_BACKEND``.
+        ``"auto"`` (or ``fastnn.backends.auto.Auto(batch_size)``) picks the backend that
+        trained fastest in a measured table at this network's size and that batch size
+        (32 unless given); ``model.backend_choice`` says which and why.
     dtype : str
         ``"float32"`` (default) or ``"float64"``: weights and computations.
     seed : int, optional
@@ -100,7 +105,7 @@ class Sequential:
         self,
         layers: Sequence[Layer],
         loss: str = "mse",
-        backend: str | Backend | None = None,
+        backend: str | Backend | Auto | None = None,
         dtype: str = "float32",
         seed: int | None = None,
     ) -> None:
@@ -108,6 +113,18 @@ class Sequential:
         self.loss: Loss = get_loss(loss)
         self._widths = check_layers(self.layers, self.loss)
         self.dtype = check_dtype(dtype)
+        #: why this backend: what ``backend="auto"`` picked and from what, or None
+        self.backend_choice: str | None = None
+        if isinstance(backend, str) and backend == AUTO:
+            backend = Auto()
+        if isinstance(backend, Auto):
+            n_parameters = sum(
+                math.prod(layer.shapes(width)[name])
+                for layer, width in zip(self.layers, self._widths, strict=False)
+                for name in layer.parameter_names
+            )
+            choice = choose(n_parameters, backend.batch_size, self.dtype, available_backends())
+            backend, self.backend_choice = choice.name, choice.reason
         self.backend = get_backend(backend)
         self.seed = seed
         self._rng = make_rng(seed)  # initial weights
@@ -432,6 +449,7 @@ class Sequential:
         old = self.backend
         state = self.state_dict()
         self.backend = new
+        self.backend_choice = None  # moved by hand
         for layer in self.layers:
             layer.backend = new
         self.load_state_dict(state)
@@ -509,7 +527,7 @@ class MLP(Sequential):
         activation: str = "relu",
         output: str | None = None,
         loss: str = "mse",
-        backend: str | Backend | None = None,
+        backend: str | Backend | Auto | None = None,
         dtype: str = "float32",
         seed: int | None = None,
         dropout: float = 0.0,

@@ -52,4 +52,5 @@ def test_built_wheel_has_no_top_level_kernels(tmp_path):
     assert "fastnn/kernels/__init__.py" in names
     assert "fastnn/datasets/data/digits.npz" in names
     assert "fastnn/datasets/data/DIGITS_LICENSE.txt" in names
+    assert "fastnn/backends/auto_table.json" in names  # backend="auto" reads it
     assert not any(name.startswith(("tests/", "bench/")) for name in names)
