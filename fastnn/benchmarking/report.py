@@ -158,8 +158,14 @@ def format_ceilings(report: dict) -> str:
         )
         or "unknown (install threadpoolctl)"
     )
+    overrides = ", ".join(
+        f"{k}={m['environment'][k]}"
+        for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+        if k in m.get("environment", {})
+    )
     lines = [
-        f"machine: {m['cpu']}, {m['cores']} cores, {m['date']}; BLAS: {blas}",
+        f"machine: {m['cpu']}, {m['cores']} cores, {m['date']}; BLAS: {blas}; OpenBLAS "
+        f"overrides: {overrides or 'none (OPENBLAS_CORETYPE, OPENBLAS_L2_SIZE unset)'}",
         "versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()),
         "GEMM 2048^3 (GFLOP/s): "
         + "; ".join(
