@@ -48,7 +48,10 @@ def test_a_backend_the_table_never_measured_is_not_picked_and_is_named():
 
 
 def test_only_the_available_backends_compete():
-    assert choose(12_000, 32, "float32", ["numpy"], TABLE).name == "numpy"
+    choice = choose(12_000, 32, "float32", ["numpy"], TABLE)
+    assert (choice.name, choice.reason) == ("numpy", "auto: numpy, the only backend available here")
+    unmeasured = choose(12_000, 32, "float32", ["cupy", "numpy"], _table([_row(1, 1, numba=1.0)]))
+    assert unmeasured.name == "numpy" and "measured none of" in unmeasured.reason
 
 
 def test_an_unreadable_table_is_a_clear_error(tmp_path):

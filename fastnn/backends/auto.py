@@ -79,8 +79,11 @@ def choose(
     table = load_table() if table is None else table
     rows = [r for r in table["rows"] if r.get("dtype") == dtype] or table["rows"]
     rows = [r for r in rows if set(r["samples_per_s"]) & set(available)]
-    if len(available) == 1 or not rows:
-        return Choice(available[0], f"auto: {available[0]}, the only backend the table covers here")
+    if len(available) == 1:
+        return Choice(available[0], f"auto: {available[0]}, the only backend available here")
+    if not rows:  # nothing measured: the reference backend
+        name = "numpy" if "numpy" in available else available[0]
+        return Choice(name, f"auto: {name}, as {table['path']} measured none of {available}")
     nearest = min(rows, key=lambda r: _distance(r, parameters, batch))
     rates = {name: rate for name, rate in nearest["samples_per_s"].items() if name in available}
     best = max(rates, key=rates.__getitem__)
