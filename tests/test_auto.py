@@ -83,7 +83,8 @@ def test_a_model_goes_where_the_table_says_and_says_why(tmp_path, monkeypatch, f
 
 def test_the_shipped_table_measures_numpy_and_numba():
     table = load_table(DEFAULT_TABLE)
-    assert {"numpy", "numba"} <= set(table["rows"][0]["samples_per_s"])
+    measured = {name for row in table["rows"] for name in row["samples_per_s"]}
+    assert measured == {"numpy", "numba"}  # so auto never picks cupy from it (README)
     assert len({(r["parameters"], r["batch"]) for r in table["rows"]}) >= 16
 
 
