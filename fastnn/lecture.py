@@ -44,15 +44,17 @@ def train_perceptrons(seed: int = 0) -> dict[str, Perceptron]:
     }
 
 
-def lecture_network(seed: int = 0, backend: str | None = None) -> Sequential:
-    """The lecture's 2-5-1 network: sigmoid everywhere, mean squared error, float64."""
+def lecture_network(
+    seed: int = 0, backend: str | None = None, dtype: str = "float64"
+) -> Sequential:
+    """The lecture's 2-5-1 network: sigmoid everywhere, mean squared error."""
     return MLP(
         [2, 5, 1],
         activation="sigmoid",
         output="sigmoid",
         loss="mse",
         backend=backend,
-        dtype="float64",
+        dtype=dtype,
         seed=seed,
     )
 

@@ -47,13 +47,6 @@ DERIVATIVES = {
     "identity": "identity'(z) = 1",
     "softmax": "softmax: dz = h * (dh - sum_j dh_j h_j) per sample",
 }
-LAYER_EQUATIONS = {
-    "Activation": "h^{ell} = {act}(h^{p})",
-    "BatchNorm": "h^{ell} = gamma^{ell} (h^{p} - mu) / sqrt(var + eps) + beta^{ell}",
-    "Dropout": "h^{ell} = h^{p}  (dropout is the identity in a trace, as in model.gradients)",
-    "Standardize": "h^{ell} = (h^{p} - shift) / scale",
-    "Rescale": "h^{ell} = (h^{p} - shift) / scale",
-}
 
 
 @dataclass(frozen=True)
@@ -184,12 +177,13 @@ def trace(model: Any, X: Any, y: Any) -> Trace:
     entries = [TraceEntry("forward", 0, "h^0", "h^0 = x", keep(H), True)]
     outputs: list[np.ndarray] = []  # h^ell, host copies
     for i, layer in enumerate(layers):
-        ell, p = i + 1, f"{i}"
-        if layer.kind == "Dense":
-            Z = keep(b.affine(H, layer.W, layer.b))
+        ell, act = i + 1, layer.small_network_activation()
+        if act is not None:  # H = act(H W^T + b): recorded term by term
+            W, bias = layer.parameters().values()
+            Z = keep(b.affine(H, W, bias))
             entries.append(
                 TraceEntry(
-                    "forward", ell, f"z^{ell}", f"z^{ell} = W^{ell} h^{p} + b^{ell}", Z, True
+                    "forward", ell, f"z^{ell}", f"z^{ell} = W^{ell} h^{i} + b^{ell}", Z, True
                 )
             )
             if i == last and fused:
@@ -200,15 +194,11 @@ def trace(model: Any, X: Any, y: Any) -> Trace:
             else:
                 H = layer.forward(H, True, batch.at(i))
                 out = keep(H)
-                equation = f"h^{ell} = {layer.activation}(z^{ell})"
-                if i == last:
-                    equation = "y_hat = " + equation
+                equation = ("y_hat = " if i == last else "") + f"h^{ell} = {act}(z^{ell})"
         else:
             H = layer.forward(H, True, batch.at(i))
             out = keep(H)
-            act = getattr(layer, "activation", "")
-            template = LAYER_EQUATIONS.get(layer.kind, "h^{ell} = " + repr(layer) + "(h^{p})")
-            equation = template.format(ell=ell, p=p, act=act)
+            equation = layer.trace_equation(ell)
         outputs.append(out)
         entries.append(TraceEntry("forward", ell, f"h^{ell}", equation, out, True))
 
@@ -227,26 +217,26 @@ def trace(model: Any, X: Any, y: Any) -> Trace:
     try:
         for i in range(last, -1, -1):
             layer, ell, need_dX = layers[i], i + 1, i > 0
-            if layer.kind == "Dense":
+            act = layer.small_network_activation()
+            if act is not None:
                 if i == last and fused:
                     dZ = entries[-1].value
                     grad = layer.backward_logits(grad, need_dX)
                 else:
                     h = b.asarray(outputs[i], dtype=model.dtype)
-                    dZ = keep(getattr(b, "backprop_" + layer.activation)(grad, h))
+                    dZ = keep(getattr(b, "backprop_" + act)(grad, h))
                     entries.append(
                         TraceEntry(
                             "backward",
                             ell,
                             f"dz^{ell}",
-                            f"dz^{ell} = dh^{ell} * {layer.activation}'(z^{ell})  "
-                            f"[{DERIVATIVES.get(layer.activation, '')}]",
+                            f"dz^{ell} = dh^{ell} * {act}'(z^{ell})  [{DERIVATIVES.get(act, '')}]",
                             dZ,
                             True,
                         )
                     )
                     grad = layer.backward(grad, need_dX)
-                dW, db = keep(layer.dW), keep(layer.db)
+                dW, db = (keep(g) for g in layer.gradients().values())
                 entries += [
                     TraceEntry(
                         "backward", ell, f"dW^{ell}", f"dW^{ell} = dz^{ell} (h^{i})^T", dW, False

@@ -10,18 +10,11 @@ from conftest import tolerance
 
 import fastnn
 from fastnn.datasets import make_lecture_toy
+from fastnn.lecture import lecture_network
 
 
 def _lecture_net(backend: str, dtype: str) -> fastnn.Sequential:
-    return fastnn.MLP(
-        [2, 5, 1],
-        activation="sigmoid",
-        output="sigmoid",
-        loss="mse",
-        backend=backend,
-        dtype=dtype,
-        seed=3,
-    )
+    return lecture_network(seed=3, backend=backend, dtype=dtype)
 
 
 def _by_hand(W1, b1, W2, b2, x, y):
@@ -155,3 +148,25 @@ def test_unknown_entry_names_the_ones_there():
     X, y = make_lecture_toy()
     with pytest.raises(KeyError, match="dW\\^1"):
         _lecture_net("numpy", "float64").trace(X, y)["dW^7"]
+
+
+def test_each_layer_states_its_own_equation():
+    rng = np.random.default_rng(0)
+    X = rng.random((6, 4))
+    model = fastnn.MLP(
+        [4, 5, 3],
+        loss="cross_entropy",
+        batch_norm=True,
+        dropout=0.5,
+        preprocess=fastnn.Standardize.fit(X),
+        seed=0,
+    )
+    trace = model.trace(X, np.arange(6) % 3)
+    kinds = [layer.kind for layer in model.layers]
+    assert kinds[:5] == ["Standardize", "Dense", "BatchNorm", "Activation", "Dropout"]
+    assert trace["h^1"].equation == "h^1 = (h^0 - shift) / scale"
+    assert trace["z^2"].equation == "z^2 = W^2 h^1 + b^2"
+    assert trace["h^3"].equation.startswith("h^3 = gamma^3 (h^2 - mu)")
+    assert trace["h^4"].equation == "h^4 = relu(h^3)"
+    assert trace["h^5"].equation.startswith("h^5 = h^4  (the identity")
+    np.testing.assert_array_equal(trace["h^5"].value, trace["h^4"].value)

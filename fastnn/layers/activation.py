@@ -38,6 +38,9 @@ class Activation(Layer):
     def config(self) -> dict[str, Any]:
         return {"name": self.name}
 
+    def trace_equation(self, ell: int) -> str:
+        return f"h^{ell} = {self.name}(h^{ell - 1})"
+
     def forward(self, X: Any, train: bool = False, batch: Batch | None = None) -> Any:
         self._require_built()
         H = getattr(self.backend, self.name)(X)

@@ -188,9 +188,14 @@ class Layer:
         """Drop what the last training forward pass cached."""
 
     def small_network_activation(self) -> str | None:
-        """For a backend that runs whole small networks in one call: the activation, if this
-        layer is exactly ``H = act(X @ W.T + b)`` with parameters ``W, b``; else None."""
+        """The activation, if this layer is exactly ``H = act(X @ W.T + b)`` with parameters
+        ``W, b``; else None. A backend that runs whole small networks in one call relies on
+        it, and ``model.trace`` records such a layer term by term (``z^l``, then ``h^l``)."""
         return None
+
+    def trace_equation(self, ell: int) -> str:
+        """This layer's output as ``model.trace`` prints it, for layer number ``ell``."""
+        return f"h^{ell} = {self!r}(h^{ell - 1})"
 
     def _require_built(self) -> None:
         if self.backend is None:

@@ -75,6 +75,9 @@ class BatchNorm(Layer):
         sync = ", sync=True" if self.sync else ""
         return f"BatchNorm({self.n_features}, momentum={self.momentum}, eps={self.eps}{sync})"
 
+    def trace_equation(self, ell: int) -> str:
+        return f"h^{ell} = gamma^{ell} (h^{ell - 1} - mu) / sqrt(var + eps) + beta^{ell}"
+
     def config(self) -> dict[str, Any]:
         config = {"n_features": self.n_features, "momentum": self.momentum, "eps": self.eps}
         return {**config, "sync": True} if self.sync else config

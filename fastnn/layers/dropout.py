@@ -42,6 +42,9 @@ class Dropout(Layer):
     def config(self) -> dict[str, Any]:
         return {"p": self.p}
 
+    def trace_equation(self, ell: int) -> str:
+        return f"h^{ell} = h^{ell - 1}  (the identity in a trace, as in model.gradients)"
+
     def forward(self, X: Any, train: bool = False, batch: Batch | None = None) -> Any:
         """``H = X * keep / (1 - p)`` in training (``keep`` the mask), ``H = X`` otherwise."""
         self._require_built()

@@ -39,6 +39,9 @@ class FeatureScaling(Layer):
     def config(self) -> dict[str, Any]:
         return {"n_features": self.n_features}  # the values are buffers, in the file's tensors
 
+    def trace_equation(self, ell: int) -> str:
+        return f"h^{ell} = (h^{ell - 1} - shift) / scale"
+
     def declared_input(self) -> int:
         return self.n_features
 
