@@ -13,28 +13,15 @@ per-batch gradient check need (none of them can see a ``dW`` that never exists).
 
 from __future__ import annotations
 
-import statistics
-import time
-
 import numpy as np
 from scipy.linalg import blas
 
+from fastnn.benchmarking.timer import measure
 from fastnn.kernels import optim
 
 NETWORKS = {"S": ((784, 128, 10), 128), "M": ((784, 512, 256, 10), 256)}
 NETWORKS["L"] = ((784, 2048, 2048, 10), 1024)
 LR, DECAY = np.float32(0.01), np.float32(0)
-
-
-def median_seconds(fn, calls: int, rounds: int = 7) -> float:
-    fn()
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        times.append((time.perf_counter() - start) / calls)
-    return statistics.median(times)
 
 
 def unfolded(layers) -> None:
@@ -68,9 +55,9 @@ def main() -> None:
             np.allclose(layer[2], w, rtol=1e-5, atol=1e-6)
             for layer, w in zip(layers, want, strict=True)
         )
-        calls = 10 if name == "L" else 200
-        a = median_seconds(lambda layers=layers: unfolded(layers), calls)
-        b = median_seconds(lambda layers=layers: folded(layers), calls)
+        min_time = 3.0 if name == "L" else 0.5
+        a = measure(lambda layers=layers: unfolded(layers), min_time=min_time, rounds=7)
+        b = measure(lambda layers=layers: folded(layers), min_time=min_time, rounds=7)
         print(
             f"{name}: dW GEMM + update {a * 1e6:9.1f} us, folded {b * 1e6:9.1f} us, "
             f"saves {(a - b) * 1e6:8.1f} us ({100 * (a - b) / a:5.1f}%), same result: {same}"

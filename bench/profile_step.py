@@ -11,26 +11,19 @@ batch, the finiteness flags, counting correct predictions). Run::
 
 from __future__ import annotations
 
-import statistics
 import sys
-import time
 
 import numpy as np
 
 import fastnn
+from fastnn.benchmarking.timer import measure
 from fastnn.benchmarking.workloads import ARCHITECTURES, LR, data, reference_model
 from fastnn.kernels import dense, optim
 
 
-def median_us(fn, calls: int = 200, rounds: int = 9) -> float:
-    fn()
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        times.append((time.perf_counter() - start) / calls)
-    return 1e6 * statistics.median(times)
+def median_us(fn, min_time: float = 0.5) -> float:
+    """Median microseconds per call (fastnn's benchmark timer: warm-up, 9 rounds)."""
+    return 1e6 * measure(fn, min_time=min_time, rounds=9)
 
 
 def layer_parts(i: int, W, b, H, last: bool, labels) -> dict[str, float]:
@@ -90,8 +83,7 @@ def main(name: str = "S") -> None:
     epoch = (
         median_us(
             lambda: model.fit(X, y, epochs=1, batch_size=n, optimizer="sgd", lr=LR, progress=False),
-            calls=2,
-            rounds=9,
+            min_time=3.0,
         )
         / arch.steps_per_epoch
     )

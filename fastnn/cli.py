@@ -214,13 +214,18 @@ def add_lecture_parsers(commands: Any) -> None:
         "data, without updating it, and print every z, h, dz, dW, db and dh with its shape "
         "in the lecture's column notation (values for small layers, summaries for large ones).",
     )
-    trace.add_argument("model", type=Path, help="a .safetensors model file")
-    trace.add_argument(
+    add_model_and_labelled_data(trace)
+    trace.add_argument("--rows", type=int, default=2, help="how many samples (the first rows)")
+
+
+def add_model_and_labelled_data(command: argparse.ArgumentParser) -> None:
+    """The arguments of a command that runs a saved model on labelled data."""
+    command.add_argument("model", type=Path, help="a .safetensors model file")
+    command.add_argument(
         "data", help="a built-in dataset (" + ", ".join(BUILTIN_DATA) + ") or a data file"
     )
-    trace.add_argument("--labels", type=Path, help="labels file for .npy or IDX data")
-    trace.add_argument("--rows", type=int, default=2, help="how many samples (the first rows)")
-    trace.add_argument("--backend", choices=known_backends(), default=None)
+    command.add_argument("--labels", type=Path, help="labels file for .npy or IDX data")
+    command.add_argument("--backend", choices=known_backends(), default=None)
 
 
 def add_model_parsers(commands: Any) -> None:
@@ -250,15 +255,10 @@ def add_model_parsers(commands: Any) -> None:
         "--test-part, only the test part of the split fastnn train makes (same --test-size "
         "and --seed): it reproduces the test accuracy train printed.",
     )
-    evaluate.add_argument("model", type=Path, help="a .safetensors model file")
-    evaluate.add_argument(
-        "data", help="a built-in dataset (" + ", ".join(BUILTIN_DATA) + ") or a data file"
-    )
-    evaluate.add_argument("--labels", type=Path, help="labels file for .npy or IDX data")
+    add_model_and_labelled_data(evaluate)
     evaluate.add_argument("--test-part", action="store_true", help="the test part only")
     evaluate.add_argument("--test-size", type=float, default=0.2)
     evaluate.add_argument("--seed", type=int, default=0)
-    evaluate.add_argument("--backend", choices=known_backends(), default=None)
     export = commands.add_parser(
         "export",
         help="export a saved model to ONNX",
