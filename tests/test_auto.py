@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import skip_unless_required
 
 import fastnn
-from fastnn.backends import available_backends
+from fastnn.backends import unavailable_reason
 from fastnn.backends.auto import DEFAULT_TABLE, Auto, choose, load_table
 from fastnn.benchmarking.auto_table import measure_table, write_table
 from fastnn.cli import main
@@ -66,8 +67,9 @@ def test_an_unreadable_table_is_a_clear_error(tmp_path):
 
 @pytest.mark.parametrize("fastest", ["numpy", "numba"])
 def test_a_model_goes_where_the_table_says_and_says_why(tmp_path, monkeypatch, fastest):
-    if fastest not in available_backends():
-        pytest.skip(f"[{fastest}] not available")
+    reason = unavailable_reason(fastest)
+    if reason is not None:
+        skip_unless_required(fastest, f"[{fastest}] {reason}")
     slow = "numba" if fastest == "numpy" else "numpy"
     path = tmp_path / "table.json"
     path.write_text(json.dumps({"rows": [_row(2_000, 32, **{fastest: 2.0, slow: 1.0})]}))
