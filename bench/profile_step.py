@@ -3,8 +3,11 @@
 Times each part of one step on a fixed batch in isolation (the five matrix products, the
 fused kernels, the SGD updates), then the whole step and the epoch per step (``fit`` over
 8192 samples), all float32, medians of rounds. What the whole step takes beyond its parts
-is Python dispatch; what the epoch takes beyond the step is the epoch loop (gathering each
-batch, the finiteness flags, counting correct predictions). Run::
+is Python dispatch. What the epoch takes beyond the step is the epoch loop, built up one
+part at a time side by side: the step on each batch of a shuffled epoch gathered into the
+reused buffer (``take_rows``), then with the per-batch finiteness flag and correct count,
+then ``fit`` itself (its Python per batch, and per call: input checks, the epoch's order,
+the snapshot for divergence). Run::
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/profile_step.py [S|M]
 """
@@ -16,9 +19,10 @@ import sys
 import numpy as np
 
 import fastnn
-from fastnn.benchmarking.timer import measure
+from fastnn.benchmarking.timer import measure, measure_side_by_side
 from fastnn.benchmarking.workloads import ARCHITECTURES, LR, data, reference_model
 from fastnn.kernels import dense, optim
+from fastnn.layers import Batch
 
 
 def median_us(fn, min_time: float = 0.5) -> float:
@@ -79,14 +83,8 @@ def main(name: str = "S") -> None:
         model.train_batch(Xd, Td)
         opt.step(model)
 
-    whole = median_us(step)
-    epoch = (
-        median_us(
-            lambda: model.fit(X, y, epochs=1, batch_size=n, optimizer="sgd", lr=LR, progress=False),
-            min_time=3.0,
-        )
-        / arch.steps_per_epoch
-    )
+    epoch_parts = epoch_loop(name, model, opt, step, X, y)
+    whole = epoch_parts[0]
     gemms = sum(v for k, v in parts.items() if k.startswith("GEMM"))
     kernels = sum(v for k, v in parts.items() if k.startswith("kernel"))
     for key, value in parts.items():
@@ -96,10 +94,51 @@ def main(name: str = "S") -> None:
         f"kernels {kernels:.0f} us ({100 * kernels / whole:.0f}%), Python and the rest "
         f"{whole - gemms - kernels:.0f} us ({100 * (whole - gemms - kernels) / whole:.0f}%)"
     )
-    print(
-        f"{name} epoch per step {epoch:.0f} us: the epoch loop adds {epoch - whole:.0f} us "
-        f"(epoch at {100 * whole / epoch:.0f}% of the step's rate)"
-    )
+    labels = [
+        "step on one fixed batch",
+        "+ gathering each batch (take_rows)",
+        "+ finiteness flag, correct count",
+        "fit (its loop and per-call work)",
+    ]
+    for i, (label, value) in enumerate(zip(labels, epoch_parts, strict=True)):
+        added = f"(+{value - epoch_parts[i - 1]:.0f} us)" if i else ""
+        print(f"  {label:36s} {value:6.0f} us {added}")
+    print(f"{name} epoch at {100 * whole / epoch_parts[3]:.0f}% of the step's rate")
+
+
+def epoch_loop(name: str, model, opt, step, X, y) -> list[float]:
+    """Microseconds per step of ``step``, then of the epoch loop's parts, each added to the
+    one before, and of ``fit``, timed side by side."""
+    arch = ARCHITECTURES[name]
+    n, backend = arch.batch, model.backend
+    Xd, Td = backend.asarray(X), model._targets_to_backend(y)
+    order = np.random.default_rng(0).permutation(len(X))
+    batches = [order[i : i + n] for i in range(0, len(X) - n + 1, n)]
+    state = {"next": 0}
+
+    def gathered() -> tuple:
+        rows = batches[state["next"]]
+        state["next"] = (state["next"] + 1) % len(batches)
+        return rows, backend.take_rows(Xd, rows), backend.take_rows(Td, rows)
+
+    def step_gathered() -> None:
+        _, Xb, Tb = gathered()
+        model.train_batch(Xb, Tb)
+        opt.step(model)
+
+    def step_checked() -> None:
+        rows, Xb, Tb = gathered()
+        loss, out = model.train_batch(Xb, Tb, Batch(rows))
+        backend.finite_flag([loss, *model.parameter_gradients()])
+        opt.step(model)
+        model.count_correct(out, Tb, logits=model._fused)
+
+    def fit() -> None:
+        model.fit(X, y, epochs=2, batch_size=n, optimizer="sgd", lr=LR, progress=False)
+
+    calls = [step, step_gathered, step_checked, fit]
+    seconds = measure_side_by_side(calls, min_time=2.0, rounds=7)
+    return [1e6 * s for s in seconds[:3]] + [1e6 * seconds[3] / (2 * arch.steps_per_epoch)]
 
 
 if __name__ == "__main__":
