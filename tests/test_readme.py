@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import runpy
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,32 @@ def test_readme_pictures_are_in_the_repository():
     assert pictures
     for path in pictures:
         assert (ROOT / path).read_bytes().startswith(b"\x89PNG"), path
+
+
+BENCH_SCRIPTS = sorted(set(re.findall(r"python (bench/\w+\.py)", README)))
+# what each script needs beyond fastnn's core, as need_module takes it
+SCRIPT_NEEDS = {
+    "bench/fold_update.py": [
+        ("numba", "pip install 'fastnn[numba]'"),
+        ("scipy", "pip install scipy"),
+    ],
+    "bench/profile_step.py": [("numba", "pip install 'fastnn[numba]'")],
+    "bench/small_gemms.py": [("threadpoolctl", "pip install 'fastnn[bench]'")],
+    "bench/thread_layers.py": [("numba", "pip install 'fastnn[numba]'")],
+}
+
+
+def test_readme_names_its_bench_scripts():
+    assert {"bench/profile_step.py", "bench/small_gemms.py"} <= set(BENCH_SCRIPTS)
+
+
+@pytest.mark.parametrize("script", BENCH_SCRIPTS)
+def test_bench_scripts_the_readme_names_exist_and_import(script):
+    """Each script the README tells readers to run is there, and everything it imports
+    (fastnn's modules and names included) still exists; its ``main`` is not run."""
+    for module, install in SCRIPT_NEEDS.get(script, []):
+        need_module(module, install)
+    path = ROOT / script
+    assert path.is_file(), f"the README names {script}, which does not exist"
+    namespace = runpy.run_path(str(path), run_name="readme_check")
+    assert callable(namespace.get("main")), f"{script} has no main()"
