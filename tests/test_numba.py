@@ -125,3 +125,29 @@ def test_numba_dense_layer_is_numpys_float32_arithmetic(activation):
     np.testing.assert_array_equal(got[0], want[0])  # dX
     np.testing.assert_array_equal(got[1], want[1])  # dW
     np.testing.assert_allclose(got[2], want[2], rtol=1e-5)  # db
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+def test_optimizer_kernels_read_gradients_of_any_layout(optimizer):
+    """A layer of one's own may leave a gradient as a transposed view: the Numba update
+    reads it as it is (the NumPy backend's float32 arithmetic, bit for bit), and the
+    finiteness check sees a NaN in it."""
+    rng = np.random.default_rng(0)
+    P0 = rng.random((3, 4), dtype=np.float32)
+    G = rng.random((4, 3), dtype=np.float32).T  # not C-contiguous
+    results = []
+    for name in ("numpy", "numba"):
+        backend, P = fastnn.get_backend(name), P0.copy()
+        state = [np.zeros_like(P)]
+        if optimizer == "adam":
+            backend.adam_step([P], [G], state, [np.zeros_like(P)], 0.1, 0.9, 0.999, 1e-8, 1, [0.01])
+        else:
+            velocities = state if optimizer == "momentum" else None
+            backend.sgd_step([P], [G], velocities, 0.1, 0.9, False, [0.01])
+        results.append(P)
+    np.testing.assert_array_equal(results[1], results[0])
+    assert not np.array_equal(results[1], P0)
+    bad = G.copy(order="F")  # column-major: not C-contiguous either
+    bad[1, 2] = np.nan
+    assert not bad.flags.c_contiguous
+    assert not fastnn.get_backend("numba").all_finite([bad])

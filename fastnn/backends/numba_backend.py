@@ -34,6 +34,12 @@ _LOSS_CODES = {"mse": small.MSE, "binary_cross_entropy": small.BINARY_CROSS_ENTR
 _UFUNC_FORWARD = ("sigmoid", "tanh")
 
 
+def _contiguous(a: Any) -> Any:
+    """``a`` itself when C-contiguous (the kernels walk its flat view), else a copy: a
+    gradient a layer of one's own left as a transposed view is read, never written."""
+    return a if a.flags.c_contiguous else numpy.ascontiguousarray(a)
+
+
 class NumbaBackend(NumpyBackend):
     """Fused Numba CPU kernels around the BLAS; the NumPy reference for everything else."""
 
@@ -61,7 +67,7 @@ class NumbaBackend(NumpyBackend):
     def all_finite(self, arrays: list[Any]) -> bool:
         # (errstate: run as plain Python, NUMBA_DISABLE_JIT, the kernel's inf * 0 warns)
         with numpy.errstate(invalid="ignore"):
-            return all(optim.all_finite(a.reshape(-1)) for a in arrays)
+            return all(optim.all_finite(_contiguous(a)) for a in arrays)
 
     # -- dense layer -----------------------------------------------------------------
 
@@ -181,10 +187,10 @@ class NumbaBackend(NumpyBackend):
         for i, (P, G, wd) in enumerate(zip(params, grads, decays, strict=True)):
             s = P.dtype.type  # scalars in the parameter's dtype, as NumPy would use them
             if velocities is None:
-                optim.sgd(P.reshape(-1), G.reshape(-1), s(lr), s(wd))
+                optim.sgd(P, _contiguous(G), s(lr), s(wd))
             else:
-                V = velocities[i].reshape(-1)
-                optim.momentum(P.reshape(-1), G.reshape(-1), V, s(lr), s(momentum), nesterov, s(wd))
+                V = velocities[i]
+                optim.momentum(P, _contiguous(G), V, s(lr), s(momentum), nesterov, s(wd))
 
     def adam_step(
         self,
@@ -203,10 +209,10 @@ class NumbaBackend(NumpyBackend):
         for P, G, M, V, wd in zip(params, grads, m, v, decays, strict=True):
             s = P.dtype.type
             optim.adam(
-                P.reshape(-1),
-                G.reshape(-1),
-                M.reshape(-1),
-                V.reshape(-1),
+                P,
+                _contiguous(G),
+                M,
+                V,
                 s(lr / c1),
                 s(beta1),
                 s(1 - beta1),
