@@ -127,6 +127,39 @@ def test_numba_dense_layer_is_numpys_float32_arithmetic(activation):
     np.testing.assert_allclose(got[2], want[2], rtol=1e-5)  # db
 
 
+@pytest.mark.parametrize("over", [0, 1], ids=["at the threshold", "one row over"])
+def test_networks_up_to_the_whole_run_threshold_take_it_with_the_same_results(over, monkeypatch):
+    """``fit`` hands a network whose weights x batch size is at most SMALL_NETWORK_WORK to the
+    one-call kernel (and one a row over to the layer-by-layer path), and both give the NumPy
+    backend's float64 training."""
+    from fastnn.backends import numba_backend
+
+    weights = 16 * 32 + 32 * 2
+    batch = numba_backend.SMALL_NETWORK_WORK // weights + over
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(3 * batch + 5, 16))
+    y = rng.integers(0, 2, size=len(X))
+    kwargs = dict(activation="sigmoid", loss="cross_entropy", dtype="float64", seed=1)
+    model = fastnn.MLP([16, 32, 2], backend="numba", **kwargs)
+    reference = fastnn.MLP([16, 32, 2], backend="numpy", **kwargs)
+    calls = []
+    original = numba_backend.NumbaBackend.sgd_epochs
+
+    def spy(self, *args):
+        result = original(self, *args)
+        calls.append(result is not None)
+        return result
+
+    monkeypatch.setattr(numba_backend.NumbaBackend, "sgd_epochs", spy)
+    fit = dict(epochs=3, batch_size=batch, optimizer="sgd", lr=0.5, progress=False)
+    history = model.fit(X, y, **fit)
+    assert calls == [not over]
+    np.testing.assert_allclose(history["loss"], reference.fit(X, y, **fit)["loss"], rtol=1e-10)
+    for (W, b), (rW, rb) in zip(model.get_weights(), reference.get_weights(), strict=True):
+        np.testing.assert_allclose(W, rW, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(b, rb, rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
 def test_optimizer_kernels_read_gradients_of_any_layout(optimizer):
     """A layer of one's own may leave a gradient as a transposed view: the Numba update

@@ -113,6 +113,7 @@ SCRIPT_NEEDS = {
     ],
     "bench/profile_step.py": [("numba", "pip install 'fastnn[numba]'")],
     "bench/small_gemms.py": [("threadpoolctl", "pip install 'fastnn[bench]'")],
+    "bench/small_networks.py": [("numba", "pip install 'fastnn[numba]'")],
     "bench/thread_layers.py": [("numba", "pip install 'fastnn[numba]'")],
 }
 

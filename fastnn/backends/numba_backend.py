@@ -23,8 +23,9 @@ from .numpy_backend import NumpyBackend
 from .workspaces import Workspaces
 
 # Largest (weights x batch size) for which a whole run in one compiled call beats BLAS
-# products driven from Python (measured: see bench/small_networks.py).
-SMALL_NETWORK_WORK = 4096
+# products driven from Python: it won up to 50,000 and lost from about 100,000 on the
+# development machine (bench/small_networks.py has the table).
+SMALL_NETWORK_WORK = 32768
 
 _LOSS_CODES = {"mse": small.MSE, "binary_cross_entropy": small.BINARY_CROSS_ENTROPY}
 
