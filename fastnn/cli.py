@@ -272,25 +272,30 @@ def add_model_parsers(commands: Any) -> None:
 
 
 BENCH_HELP = """\
-Time fastnn's backends against PyTorch (eager, CPU threads = cores), scikit-learn's
-MLPClassifier(solver="sgd") and the plain NumPy code a tutorial would write, on synthetic
-MNIST-shaped data, all from the same initial weights. Every workload is first checked
-against the NumPy float64 reference (one SGD step), then timed (median of rounds, after
-warm-up) in this one process.
+Time fastnn's backends against PyTorch (eager, CPU threads = cores), JAX (a jit-compiled
+SGD step: jax-jit on device-resident batches, jax-jit-host fed NumPy arrays; its epoch
+loops over host batches), scikit-learn's MLPClassifier(solver="sgd") and the plain NumPy
+code a tutorial would write, on synthetic MNIST-shaped data, all from the same initial
+weights. Every workload is first checked against the NumPy float64 reference (one SGD
+step), then timed (median of rounds, after warm-up) in this one process.
 
 Architectures: S 784-128-10 (batch 128), M 784-512-256-10 (batch 256),
 L 784-2048-2048-10 (batch 1024), lecture 2-5-1 sigmoid (2 samples, full batch).
 Kinds: train_step (forward, backward, SGD update on one batch, called directly), epoch
 (model.fit over 8192 samples, 4096 for L; 128 epochs of the lecture's 2 samples per call),
-infer_batch1 (latency of one sample), infer_large (throughput at batch 8192).
+infer_batch1 (latency of one sample), infer_large (throughput at batch 8192),
+update_<optimizer> (the optimizer's update alone, on one batch's gradients).
 
 Reading the table: time/step is per SGD update (per call for inference); samples/s is
 throughput; GFLOP/s counts the matrix products
 (training: (6 W - 2 W_1) n, since nobody computes the first layer's input gradient;
-inference: 2 W n; W = number of weights); '% peak' compares that with a 2048^3 GEMM
-of this machine's BLAS measured in the same run; 'x fastnn[numpy]' and 'x pytorch'
-are speed ratios against those rows (above 1: faster). Peers that are not installed
-are listed as skipped, with the install command."""
+inference: 2 W n; W = number of weights); '% peak' compares that with the fastest
+2048^3 GEMM measured in the same run (NumPy's BLAS, PyTorch's, JAX's, whichever are
+installed); 'x fastnn[numpy]', 'x pytorch' and 'x jax-jit' are speed ratios against
+those rows (above 1: faster). The header names the BLAS kernel and any OPENBLAS_*
+override (OPENBLAS_CORETYPE=Haswell halves an AVX-512 machine's GEMM rate: unset it for
+the command). Peers that are not installed are listed as skipped, with the install
+command."""
 
 
 def add_bench_parser(commands: Any) -> None:
