@@ -6,10 +6,12 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from conftest import need_module
 
 import fastnn
 
-pytest.importorskip("numba", reason="[numba] backend library not installed")
+# a visible skip, or a failure where $FASTNN_REQUIRE lists numba (as CI's does)
+numba = need_module("numba", "pip install 'fastnn[numba]'", module_level=True)
 
 
 def _step_allocations(backend: str, steps: int = 20) -> int:
@@ -71,7 +73,6 @@ def test_workspaces_are_freed_with_their_model():
 
 # -- float32 kernels compute in float32 --------------------------------------------------
 
-numba = pytest.importorskip("numba")
 from fastnn.kernels import dense, optim  # noqa: E402
 
 F32 = np.float32

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import need_module
 
 import fastnn
 
-hypothesis = pytest.importorskip("hypothesis", reason="pip install hypothesis")
+hypothesis = need_module("hypothesis", "pip install hypothesis", module_level=True)
 from hypothesis import HealthCheck, assume, event, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
