@@ -132,3 +132,13 @@ def test_bench_scripts_the_readme_names_exist_and_import(script):
     assert path.is_file(), f"the README names {script}, which does not exist"
     namespace = runpy.run_path(str(path), run_name="readme_check")
     assert callable(namespace.get("main")), f"{script} has no main()"
+
+
+def test_readme_states_the_whole_run_kernels_threshold():
+    """The Numba section's "weights x batch size up to N" is the backend's constant."""
+    need_module("numba", "pip install 'fastnn[numba]'")
+    from fastnn.backends.numba_backend import SMALL_NETWORK_WORK
+
+    stated = re.search(r"weights x batch size up to\s+([\d,]+)", README)
+    assert stated is not None
+    assert int(stated.group(1).replace(",", "")) == SMALL_NETWORK_WORK
