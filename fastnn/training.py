@@ -584,7 +584,8 @@ class _Trainer:
             hook.on_epochs_end(self, 1)
 
     def _run_fused(self, orders: Any) -> bool:
-        """Run these epochs through the backend's fused SGD path; False if it has none."""
+        """Run these epochs (as many of them as the backend takes in one call) through its
+        fused SGD path; False if it has none."""
         model, opt, p = self.model, self.opt, self.position
         result = self.backend.sgd_epochs(
             model.parameters(),
@@ -599,7 +600,7 @@ class _Trainer:
         if result is None:
             return False
         losses, correct, failure = result
-        done = len(orders) if failure is None else failure[0]
+        done = len(losses) if failure is None else failure[0]  # the backend ran len(losses)
         steps = -(-self.n // self.batch_size)
         opt.t += done * steps
         units = self.n * (model.n_outputs if model.loss.name == "binary_cross_entropy" else 1)

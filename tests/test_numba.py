@@ -185,3 +185,55 @@ def test_optimizer_kernels_read_gradients_of_any_layout(optimizer):
     bad[1, 2] = np.nan
     assert not bad.flags.c_contiguous
     assert not fastnn.get_backend("numba").all_finite([bad])
+
+
+def test_each_whole_run_call_takes_as_many_epochs_as_its_work_budget(monkeypatch):
+    """Ctrl-C and the progress bar wait for a call of the kernel: each call runs as many
+    whole epochs as SMALL_NETWORK_CALL_WORK allows (5 epochs: calls of 2, 2 and 1), with the
+    same bits as one call for all; a network whose one epoch exceeds it trains layer by
+    layer, equal to the NumPy backend's float64 training."""
+    from fastnn.backends import numba_backend
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 6))
+    y = rng.integers(0, 3, size=40)
+    weights = 6 * 8 + 8 * 3
+
+    def fit(budget, backend="numba"):
+        monkeypatch.setattr(numba_backend, "SMALL_NETWORK_CALL_WORK", budget)
+        model = fastnn.MLP(
+            [6, 8, 3],
+            activation="tanh",
+            loss="cross_entropy",
+            backend=backend,
+            seed=2,
+            dtype="float64",
+        )
+        history = model.fit(X, y, epochs=5, batch_size=8, lr=0.3, progress=False)
+        return history["loss"], model.get_weights()
+
+    calls = []
+    original = numba_backend.NumbaBackend.sgd_epochs
+
+    def spy(self, *args):
+        result = original(self, *args)
+        calls.append(None if result is None else len(result[0]))
+        return result
+
+    monkeypatch.setattr(numba_backend.NumbaBackend, "sgd_epochs", spy)
+    one_call = fit(2**40)
+    assert calls == [5]
+    calls.clear()
+    chunked = fit(2 * weights * len(X) + 1)
+    assert calls == [2, 2, 1]
+    assert chunked[0] == one_call[0]
+    for got, expected in zip(chunked[1], one_call[1], strict=True):
+        np.testing.assert_array_equal(got[0], expected[0])
+        np.testing.assert_array_equal(got[1], expected[1])
+    calls.clear()
+    layered = fit(weights * len(X) - 1)
+    assert calls == [None]
+    reference = fit(2**40, backend="numpy")
+    np.testing.assert_allclose(layered[0], reference[0], rtol=1e-10)
+    for got, expected in zip(layered[1], reference[1], strict=True):
+        np.testing.assert_allclose(got[0], expected[0], rtol=1e-10, atol=1e-12)

@@ -365,14 +365,15 @@ class Backend:
         batch_size: int,
         lr: float,
     ) -> tuple | None:
-        """Optional fused path: ``len(orders)`` epochs of plain SGD in one call, or None.
+        """Optional fused path: the first ``k >= 1`` of ``len(orders)`` epochs of plain SGD
+        in one call (as many as the backend takes in one call), or None.
 
         Epoch ``e`` visits ``X[orders[e]]`` in batches; each batch is the same forward,
         fused loss, backward and ``P -= lr dP`` as the step-by-step path. Returns
-        ``(loss per epoch, correct predictions per epoch, failure)`` where ``failure`` is
-        ``(epoch, batch)`` (from 0) of a batch whose loss or gradient was not finite, the
-        parameters put back to those at the start of that epoch, else None. The base class
-        has no such path.
+        ``(loss per epoch, correct predictions per epoch, failure)``, both arrays of length
+        ``k``, where ``failure`` is ``(epoch, batch)`` (from 0) of a batch whose loss or
+        gradient was not finite, the parameters put back to those at the start of that
+        epoch, else None. The base class has no such path.
         """
         return None
 
