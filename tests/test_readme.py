@@ -135,10 +135,14 @@ def test_bench_scripts_the_readme_names_exist_and_import(script):
 
 
 def test_readme_states_the_whole_run_kernels_threshold():
-    """The Numba section's "weights x batch size up to N" is the backend's constant."""
+    """The Numba section's "weights x batch size up to N" and its per-call budget are the
+    backend's constants."""
     need_module("numba", "pip install 'fastnn[numba]'")
-    from fastnn.backends.numba_backend import SMALL_NETWORK_WORK
+    from fastnn.backends.numba_backend import SMALL_NETWORK_CALL_WORK, SMALL_NETWORK_WORK
 
     stated = re.search(r"weights x batch size up to\s+([\d,]+)", README)
     assert stated is not None
     assert int(stated.group(1).replace(",", "")) == SMALL_NETWORK_WORK
+    per_call = re.search(r"one call takes at most 2\^(\d+) weight-samples", README)
+    assert per_call is not None
+    assert 2 ** int(per_call.group(1)) == SMALL_NETWORK_CALL_WORK
