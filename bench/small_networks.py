@@ -2,8 +2,9 @@
 
 For plain SGD on a small dense network, ``fit`` on the numba backend hands whole chunks of
 epochs to one compiled call (``kernels/small.py``: loops, no BLAS) while the network's
-``weights x batch size`` is at most ``SMALL_NETWORK_WORK``; above it, each step runs layer
-by layer from Python with BLAS products. This times both paths side by side (two epochs
+``weights x batch size`` is at most ``SMALL_NETWORK_WORK`` (and one epoch's ``weights x
+samples`` at most ``SMALL_NETWORK_CALL_WORK``, here never reached); above it, each step runs
+layer by layer from Python with BLAS products. This times both paths side by side (two epochs
 of 1024 samples, float32) for networks around the threshold, and prints how much slower
 the layer-by-layer path is (above 1: the fused kernel wins). Run::
 
