@@ -9,6 +9,7 @@ from conftest import need_module, tolerance
 import fastnn
 from fastnn.backends import Backend
 from fastnn.datasets import make_lecture_toy
+from fastnn.lecture import lecture_network
 
 HIDDEN = ["identity", "sigmoid", "tanh", "relu", "softmax"]
 HEADS = [  # (loss, output activation)
@@ -101,15 +102,7 @@ def lecture_step(x, y, W1, b1, W2, b2, alpha):
 
 def test_one_sgd_step_on_the_lecture_network(backend, dtype):
     X, y = make_lecture_toy()
-    model = fastnn.MLP(
-        [2, 5, 1],
-        activation="sigmoid",
-        output="sigmoid",
-        loss="mse",
-        backend=backend,
-        dtype=dtype,
-        seed=7,
-    )
+    model = lecture_network(seed=7, backend=backend, dtype=dtype)
     (W1, b1), (W2, b2) = model.get_weights()
     W1, b1, W2, b2 = (a.astype(np.float64) for a in (W1, b1, W2, b2))
     expected = lecture_step(X.T, y[None, :], W1, b1, W2, b2, alpha=0.5)

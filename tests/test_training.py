@@ -14,19 +14,12 @@ import fastnn
 import fastnn.hooks
 from fastnn import training
 from fastnn.datasets import make_lecture_toy, make_spirals, make_xor
+from fastnn.lecture import lecture_network
 
 
 def test_lecture_toy_cost_curve_falls(backend, dtype):
     X, y = make_lecture_toy()
-    model = fastnn.MLP(
-        [2, 5, 1],
-        activation="sigmoid",
-        output="sigmoid",
-        loss="mse",
-        backend=backend,
-        dtype=dtype,
-        seed=0,
-    )
+    model = lecture_network(seed=0, backend=backend, dtype=dtype)
     history = model.fit(X, y, epochs=2000, batch_size=2, optimizer="sgd", lr=1.0)
     cost = history["loss"]
     assert len(cost) == 2000
